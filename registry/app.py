@@ -1,0 +1,104 @@
+"""The Litestar application: the MCP surface, RFC 9728 metadata, health; and its lifespan.
+
+Frameworks stay here at the edge; the decision and the call path know nothing of Litestar.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from urllib.parse import unquote
+
+import anyio
+from litestar import Litestar, Response, get
+from litestar.handlers import asgi
+from litestar.types import Receive, Scope, Send
+
+from executor.call import Executor
+from executor.errors import CatalogError
+from executor.identity import TokenVerifier
+from executor.resource_metadata import metadata, resource_uri
+from executor.upstream import UpstreamPool
+from registry.catalog import Catalog
+from registry.config import Config
+from registry.store import Store
+from registry.surface import McpSurface
+from registry.sync import sync_server
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    config: Config
+    store: Store
+    catalog: Catalog
+    upstreams: UpstreamPool
+    executor: Executor
+    verifier: TokenVerifier
+    surface: McpSurface
+
+
+def build_runtime(config: Config, store: Store) -> Runtime:
+    catalog = Catalog(store)
+    upstreams = UpstreamPool()
+    executor = Executor(catalog, upstreams)
+    verifier = TokenVerifier(catalog.current().issuers)
+    surface = McpSurface(catalog, executor, verifier, config.server.base_url())
+    return Runtime(config, store, catalog, upstreams, executor, verifier, surface)
+
+
+async def sync_all(runtime: Runtime, *, only_unsynced: bool) -> None:
+    for server in runtime.store.list_servers():
+        if only_unsynced and server.synced_at is not None:
+            continue
+        try:
+            report = await sync_server(runtime.store, runtime.upstreams, server.name)
+            log.info("synced %s: %s", server.name, report.counts)
+        except CatalogError as exc:
+            log.warning("%s", exc.message)
+
+
+async def _drift_watch(runtime: Runtime) -> None:
+    interval = runtime.config.server.sync_interval_seconds
+    await sync_all(runtime, only_unsynced=True)
+    while interval > 0:
+        await anyio.sleep(interval)
+        await sync_all(runtime, only_unsynced=False)
+
+
+def create_app(runtime: Runtime) -> Litestar:
+    base_url = runtime.config.server.base_url()
+
+    @get("/.well-known/oauth-protected-resource/mcp/{gateway:str}", sync_to_thread=False)
+    def protected_resource(gateway: str) -> Response[dict[str, object]]:
+        snapshot = runtime.catalog.current()
+        if gateway not in snapshot.gateways:
+            return Response({"error": "not_found", "error_description": "no such gateway"}, status_code=404)
+        return Response(metadata(resource_uri(base_url, gateway), [i.issuer for i in snapshot.issuers]))
+
+    @get("/healthz", sync_to_thread=False)
+    def healthz() -> dict[str, object]:
+        return {"status": "ok", "generation": runtime.catalog.current().generation}
+
+    @asgi("/mcp", is_mount=True, copy_scope=True)
+    async def mcp_mount(scope: Scope, receive: Receive, send: Send) -> None:
+        # Litestar rewrites the mounted path; the surface routes on the real one.
+        scope["path"] = unquote(scope["raw_path"].decode("latin-1"))  # type: ignore[typeddict-unknown-key]
+        await runtime.surface(scope, receive, send)  # type: ignore[arg-type]
+
+    @asynccontextmanager
+    async def lifespan(_: Litestar) -> AsyncIterator[None]:
+        async with runtime.surface.running(), anyio.create_task_group() as tg:
+            tg.start_soon(_drift_watch, runtime)
+            try:
+                yield
+            finally:
+                tg.cancel_scope.cancel()
+                await runtime.upstreams.aclose()
+                await runtime.verifier.aclose()
+
+    return Litestar(route_handlers=[protected_resource, healthz, mcp_mount], lifespan=[lifespan],
+                    openapi_config=None)

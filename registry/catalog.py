@@ -1,0 +1,121 @@
+"""The catalogue as the serving path sees it: an immutable snapshot of the store.
+
+Built once per store generation, so no per-call work repeats what can be done
+once (compiled grant patterns, exposed tool models, the sorted listing), while
+a change made by ``interlock apply``, a bless or a sync on any worker is seen
+on the very next request: every ``current()`` reads the store's generation
+counter (one cheap SELECT) and rebuilds when it moved. Decisions are never
+cached, only the facts they are computed from.
+"""
+
+from __future__ import annotations
+
+import base64
+import bisect
+import logging
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import mcp.types as types
+
+from executor.policy import Decision, GatewayGrants, ToolFacts, decide
+from executor.principal import Principal
+from registry.config import IssuerConfig, UpstreamConfig, compile_pattern
+from registry.store import Store
+
+log = logging.getLogger(__name__)
+
+NEVER = re.compile(r"(?!)")
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogTool:
+    facts: ToolFacts
+    server: str
+    upstream_name: str
+    exposed: types.Tool | None
+    """The pinned definition under its exposed name; None unless servable (pinned)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    generation: int
+    gateways: dict[str, GatewayGrants]
+    tools: dict[str, CatalogTool]
+    listing: list[str]
+    """Exposed names of servable tools, sorted: the deterministic `tools/list` order."""
+    servers: dict[str, UpstreamConfig]
+    issuers: list[IssuerConfig]
+
+    def resolve(self, gateway: str, tool: str) -> tuple[GatewayGrants | None, CatalogTool | None]:
+        return self.gateways.get(gateway), self.tools.get(tool)
+
+    def decide(self, principal: Principal, gateway: str, tool: str) -> Decision:
+        grants, entry = self.resolve(gateway, tool)
+        return decide(principal, grants, entry.facts if entry else None)
+
+    def allowed_tools(self, principal: Principal, gateway: str, after: str | None = None) -> Iterator[CatalogTool]:
+        """Servable tools this principal may call here, in listing order, starting after ``after``.
+        Uses the same ``decide`` as a call, so a listing never disagrees with a call."""
+        grants = self.gateways.get(gateway)
+        if grants is None:
+            return
+        start = 0 if after is None else bisect.bisect_right(self.listing, after)
+        for name in self.listing[start:]:
+            entry = self.tools[name]
+            if decide(principal, grants, entry.facts).allowed:
+                yield entry
+
+
+def _grant_regex(patterns: list[str]) -> re.Pattern[str]:
+    if not patterns:
+        return NEVER
+    return re.compile("|".join(f"(?:{compile_pattern(p).pattern})" for p in patterns))
+
+
+def build_snapshot(store: Store, generation: int) -> Snapshot:
+    gateways = {
+        g.name: GatewayGrants(g.name, {agent: _grant_regex(p) for agent, p in g.spec.agents.items()})
+        for g in store.list_gateways()
+    }
+    servers = {s.name: s.spec for s in store.list_servers()}
+    tools: dict[str, CatalogTool] = {}
+    for t in store.list_tools():
+        if t.server not in servers:
+            continue
+        exposed = None
+        if t.status == "pinned":
+            try:
+                exposed = types.Tool.model_validate({**t.definition, "name": t.exposed_name})
+            except ValueError:
+                # A definition we cannot serve is not served; the decision sees it as unblessed.
+                log.warning("tool %s has a definition that does not validate; not serving it", t.exposed_name)
+        status = t.status if exposed is not None or t.status != "pinned" else "invalid"
+        tools[t.exposed_name] = CatalogTool(ToolFacts(t.exposed_name, status), t.server, t.name, exposed)
+    listing = sorted(n for n, t in tools.items() if t.exposed is not None)
+    issuers = [i.spec for i in store.list_issuers()]
+    return Snapshot(generation, gateways, tools, listing, servers, issuers)
+
+
+class Catalog:
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._snapshot: Snapshot | None = None
+
+    def current(self) -> Snapshot:
+        generation = self._store.generation()
+        snap = self._snapshot
+        if snap is None or snap.generation != generation:
+            snap = self._snapshot = build_snapshot(self._store, generation)
+        return snap
+
+
+def encode_cursor(last_name: str) -> str:
+    return base64.urlsafe_b64encode(last_name.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> str:
+    """Raises ValueError for a cursor we did not issue."""
+    padded = cursor + "=" * (-len(cursor) % 4)
+    return base64.urlsafe_b64decode(padded.encode()).decode()
