@@ -9,13 +9,39 @@ problem at once, each prefixed with its path in the file, e.g.
 
 from __future__ import annotations
 
+import difflib
+import ipaddress
+import json
+import math
+import re
+import typing
+import urllib.parse
+from collections.abc import Iterable
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
 import msgspec
+import yaml
+
+from executor.errors import ConfigError
 
 # Tool patterns are `server.tool` globs: `mail.*`, `mail.read_*`, `*.search`.
 # Server names are what the exposed `server.tool` names are prefixed with.
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 
-DEFAULT_ALGORITHMS = ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"]
+DEFAULT_ALGORITHMS = [
+    "RS256",
+    "RS384",
+    "RS512",
+    "PS256",
+    "PS384",
+    "PS512",
+    "ES256",
+    "ES384",
+    "ES512",
+    "EdDSA",
+]
 
 
 class ServerConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
@@ -69,3 +95,411 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=Tr
     identity: IdentityConfig = msgspec.field(default_factory=IdentityConfig)
     upstreams: list[UpstreamConfig] = msgspec.field(default_factory=list)
     gateways: list[GatewayConfig] = msgspec.field(default_factory=list)
+
+
+# --------------------------------------------------------------------------- loading
+
+_NAME_RE = re.compile(NAME_PATTERN)
+_TOOL_GLOB_RE = re.compile(r"[A-Za-z0-9_.*-]+")
+_RESERVED_SERVER_NAMES = frozenset({"skill"})
+"""`skill.<name>` is how skills are exposed as tools, so no upstream may be called `skill`."""
+
+_TYPE_WORDS = {
+    "str": "string",
+    "int": "integer",
+    "float": "number",
+    "bool": "boolean",
+    "array": "list",
+    "object": "mapping",
+    "null": "null",
+    "datetime": "date and time",
+    "date": "date",
+    "time": "time",
+}
+
+
+def load_config(path: str | Path, *, known_servers: Iterable[str] | None = ()) -> Config:
+    """Read and validate the config file at ``path``.
+
+    Raises ``ConfigError`` listing every problem found, each prefixed with its path in the
+    file. ``known_servers`` are server names that exist outside the file (blessed with the
+    CLI); tool patterns may name them. ``None`` accepts any server name in tool patterns (for
+    callers that only learn the blessed servers from the store that the config points at;
+    they then call ``check_tool_patterns``).
+    """
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError([f"file `{source}` does not exist"], source=source) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError([f"file `{source}` is not UTF-8 text ({exc.reason})"], source=source) from exc
+    except OSError as exc:
+        raise ConfigError([f"cannot read `{source}`: {exc.strerror or exc}"], source=source) from exc
+    return parse_config(text, source, known_servers=known_servers)
+
+
+def parse_config(text: str, source: str = "config", *, known_servers: Iterable[str] | None = ()) -> Config:
+    """Validate YAML ``text`` into a ``Config``; see ``load_config``."""
+    data = _parse_yaml(text, source)
+    if data is None:
+        data = {}
+    problems = _Validator(data, known_servers).run()
+    if problems:
+        raise ConfigError(problems, source=source)
+    try:
+        return msgspec.convert(data, Config)
+    except msgspec.ValidationError as exc:  # the piecewise checks should have caught this
+        raise ConfigError([_translate(str(exc), "")], source=source) from exc
+
+
+def default_config() -> Config:
+    """The built-in config: one gateway, `default`, no upstreams and no issuers."""
+    text = resources.files("registry").joinpath("default_config.yaml").read_text(encoding="utf-8")
+    return parse_config(text, "built-in default config")
+
+
+def check_tool_patterns(config: Config, known_servers: Iterable[str] = ()) -> list[str]:
+    """Problems with the tool patterns of ``config``'s gateways, given the servers that exist
+    (the file's upstreams plus ``known_servers``). Empty when every pattern is valid."""
+    servers = {u.name for u in config.upstreams} | set(known_servers)
+    problems: list[str] = []
+    for i, gateway in enumerate(config.gateways):
+        for agent, patterns in gateway.agents.items():
+            for j, pattern in enumerate(patterns):
+                problem = _pattern_problem(pattern, servers)
+                if problem:
+                    problems.append(f"{_join(f'gateways[{i}].agents', agent)}[{j}]: {problem}")
+    return problems
+
+
+def compile_pattern(pattern: str) -> re.Pattern[str]:
+    """Compile a tool pattern `server.tool` into a regex over exposed names `server.tool`.
+
+    Only `*` is special. In the server part (before the first `.`) `*` matches any one
+    server name: `*.search` matches `mail.search` but not `mail.x.search`. In the tool part `*`
+    matches any run of characters, dots included: `mail.*` matches `mail.read` and
+    `mail.read.x`; `mail.read_*` matches `mail.read_inbox`. Matching is case-sensitive and
+    anchored at both ends. Raises ``ValueError`` for a pattern that is not `server.tool`, or
+    whose server part mixes `*` with other characters (`m*l.read`).
+    """
+    server, dot, tool = pattern.partition(".")
+    if not dot or not server or not tool or ("*" in server and server != "*"):
+        raise ValueError(f"tool pattern `{pattern}` is not of the form `server.tool`")
+    server_re = "[^.]+" if server == "*" else re.escape(server)
+    tool_re = ".*".join(re.escape(part) for part in tool.split("*"))
+    return re.compile(rf"\A{server_re}\.{tool_re}\Z")
+
+
+# --------------------------------------------------------------------------- yaml
+
+
+def _construct_unique_mapping(loader: Any, node: Any, deep: bool = False) -> Any:
+    """Build a mapping, refusing duplicate keys instead of keeping the last one: a second
+    `agents:` silently replacing the first would change who may do what."""
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            continue
+        key = loader.construct_object(key_node, deep=True)
+        try:
+            duplicate = key in seen
+            seen.add(key)
+        except TypeError:  # an unhashable key: the base class reports it
+            continue
+        if duplicate:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key `{key}`; each key may appear only once", key_node.start_mark
+            )
+    return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
+
+
+# Built with type() so the module type-checks with and without the PyYAML stubs.
+_UniqueKeyLoader: Any = type(
+    "_UniqueKeyLoader", (yaml.SafeLoader,), {"construct_mapping": _construct_unique_mapping}
+)
+
+
+def _parse_yaml(text: str, source: str) -> Any:
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        problem = exc.problem or exc.context or "invalid yaml"
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+        raise ConfigError([f"{where}invalid yaml: {problem}"], source=source) from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"invalid yaml: {exc}"], source=source) from exc
+
+
+# --------------------------------------------------------------------------- validation
+
+_INVALID: Any = object()
+"""Stands in for a value that did not validate (its problem is already recorded)."""
+
+
+class _Validator:
+    """One pass over the parsed YAML that records every problem, in file order.
+
+    msgspec stops at the first error, so structs, lists and dicts are walked here and only
+    the leaves go through ``msgspec.convert``. After each struct-shaped mapping is walked,
+    its semantic check runs over the fields that did validate (the others are ``_INVALID``),
+    so one bad field does not hide the problems of its neighbours.
+    """
+
+    def __init__(self, data: Any, known_servers: Iterable[str] | None) -> None:
+        self.data = data
+        self.problems: list[str] = []
+        top = data if isinstance(data, dict) else {}
+        server = top.get("server")
+        self.dev_mode = isinstance(server, dict) and server.get("dev_mode") is True
+        # Upstream names are read from the raw items, so an upstream with an unrelated problem
+        # does not also make every tool pattern naming it "unknown".
+        upstreams = top.get("upstreams")
+        declared = {
+            u["name"]
+            for u in (upstreams if isinstance(upstreams, list) else [])
+            if isinstance(u, dict) and isinstance(u.get("name"), str)
+        }
+        self.servers = None if known_servers is None else declared | set(known_servers)
+        self.seen: dict[str, dict[str, str]] = {"issuer": {}, "upstream": {}, "gateway": {}}
+        self.checks = {
+            ServerConfig: self._server,
+            IssuerConfig: self._issuer,
+            UpstreamConfig: self._upstream,
+            GatewayConfig: self._gateway,
+        }
+
+    def run(self) -> list[str]:
+        self._walk(self.data, Config, "")
+        return self.problems
+
+    def _problem(self, path: str, message: str) -> None:
+        self.problems.append(f"{path}: {message}" if path else message)
+
+    def _walk(self, value: Any, tp: Any, path: str) -> Any:
+        if isinstance(tp, type) and issubclass(tp, msgspec.Struct):
+            return self._walk_struct(value, tp, path)
+        origin = typing.get_origin(tp)
+        if origin is list and isinstance(value, list):
+            (item_type,) = typing.get_args(tp)
+            return [self._walk(item, item_type, f"{path}[{i}]") for i, item in enumerate(value)]
+        if origin is dict and isinstance(value, dict):
+            _, item_type = typing.get_args(tp)
+            out = {}
+            for key, item in value.items():
+                if isinstance(key, str):
+                    out[key] = self._walk(item, item_type, _join(path, key))
+                else:
+                    self._problem(path, f"key `{key}` must be a string (quote it)")
+            return out
+        try:
+            return msgspec.convert(value, tp)
+        except msgspec.ValidationError as exc:
+            self.problems.append(_translate(str(exc), path))
+            return _INVALID
+
+    def _walk_struct(self, value: Any, tp: type[msgspec.Struct], path: str) -> Any:
+        if not isinstance(value, dict):
+            self._problem(path, f"expected a mapping, got {_kind(value)}")
+            return _INVALID
+        fields = {f.encode_name: f for f in msgspec.structs.fields(tp)}
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            if key in fields:
+                out[key] = self._walk(item, fields[key].type, _join(path, key))
+            else:
+                self._unknown_field(key, list(fields), path)
+        for name, field in fields.items():
+            if name in out:
+                continue
+            if field.required:
+                self._problem(path, f"missing required field `{name}`")
+                out[name] = _INVALID
+            elif field.default_factory is not msgspec.NODEFAULT:
+                out[name] = field.default_factory()
+            else:
+                out[name] = field.default
+        check = self.checks.get(tp)
+        if check is not None:
+            check(out, path)
+        return out
+
+    def _unknown_field(self, key: Any, fields: list[str], path: str) -> None:
+        message = f"unknown field `{key}`" if path else f"unknown top-level field `{key}`"
+        close = difflib.get_close_matches(str(key), fields, n=1)
+        if close:
+            self._problem(path, f"{message}; did you mean `{close[0]}`?")
+        else:
+            self._problem(path, f"{message}; expected one of " + ", ".join(f"`{f}`" for f in fields))
+
+    # Semantic checks: ``f`` maps each field to its validated value or ``_INVALID``.
+
+    def _server(self, f: dict[str, Any], path: str) -> None:
+        if f["host"] == "":
+            self._problem(f"{path}.host", "must not be empty")
+        if f["port"] is not _INVALID and not 0 <= f["port"] <= 65535:
+            self._problem(f"{path}.port", f"`{f['port']}` is not a port number (0 to 65535)")
+        if f["public_url"] not in (None, _INVALID):
+            self._url(f["public_url"], f"{path}.public_url", allow_http=True)
+        if f["database"] == "":
+            self._problem(f"{path}.database", "must not be empty")
+        interval = f["sync_interval_seconds"]
+        if interval is not _INVALID and not (math.isfinite(interval) and interval >= 0):
+            self._problem(
+                f"{path}.sync_interval_seconds",
+                "must be a number of seconds, 0 or more (0: sync only at start)",
+            )
+
+    def _issuer(self, f: dict[str, Any], path: str) -> None:
+        issuer = f["issuer"]
+        if issuer is not _INVALID and self._url(
+            issuer, f"{path}.issuer", allow_http=self.dev_mode, issuer=True
+        ):
+            self._unique(issuer, "issuer", f"{path}.issuer")
+        if f["jwks_uri"] not in (None, _INVALID):
+            self._url(f["jwks_uri"], f"{path}.jwks_uri", allow_http=self.dev_mode)
+        algorithms = f["algorithms"]
+        if algorithms == []:
+            self._problem(f"{path}.algorithms", "must list at least one algorithm")
+        for j, alg in enumerate(algorithms if isinstance(algorithms, list) else []):
+            if alg is not _INVALID and alg not in DEFAULT_ALGORITHMS:
+                supported = ", ".join(f"`{a}`" for a in DEFAULT_ALGORITHMS)
+                self._problem(f"{path}.algorithms[{j}]", f"`{alg}` is not supported; use one of {supported}")
+        if f["leeway_seconds"] is not _INVALID and f["leeway_seconds"] < 0:
+            self._problem(f"{path}.leeway_seconds", "must be 0 or more")
+
+    def _upstream(self, f: dict[str, Any], path: str) -> None:
+        name = f["name"]
+        if name is not _INVALID and self._name(name, "upstream", f"{path}.name"):
+            if name in _RESERVED_SERVER_NAMES:
+                self._problem(f"{path}.name", f"`{name}` is reserved (skills are exposed as `{name}.<name>`)")
+            self._unique(name, "upstream", f"{path}.name")
+        url, command = f["url"], f["command"]
+        if url is not None and command is not None:
+            self._problem(path, "set either `url` or `command`, not both")
+        elif url is None and command is None:
+            self._problem(path, "set `url` (an HTTP MCP endpoint) or `command` (a stdio MCP server to start)")
+        if url not in (None, _INVALID):
+            parts = urllib.parse.urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.netloc:
+                self._problem(f"{path}.url", f"`{url}` is not an absolute http or https URL")
+        if isinstance(command, list) and (not command or command[0] in ("", _INVALID)):
+            self._problem(f"{path}.command", "must name the program to run, e.g. `[npx, some-mcp-server]`")
+        for field in ("timeout_seconds", "connect_timeout_seconds"):
+            seconds = f[field]
+            if seconds is not _INVALID and not (math.isfinite(seconds) and seconds > 0):
+                self._problem(f"{path}.{field}", "must be a number of seconds greater than 0")
+
+    def _gateway(self, f: dict[str, Any], path: str) -> None:
+        name = f["name"]
+        if name is not _INVALID and self._name(name, "gateway", f"{path}.name"):
+            self._unique(name, "gateway", f"{path}.name")
+        agents = f["agents"]
+        for agent, patterns in agents.items() if isinstance(agents, dict) else ():
+            if agent == "":
+                self._problem(f"{path}.agents", "an agent id must not be empty")
+            for j, pattern in enumerate(patterns if isinstance(patterns, list) else []):
+                problem = None if pattern is _INVALID else _pattern_problem(pattern, self.servers)
+                if problem:
+                    self._problem(f"{_join(f'{path}.agents', agent)}[{j}]", problem)
+
+    def _name(self, name: str, kind: str, path: str) -> bool:
+        if _NAME_RE.match(name):
+            return True
+        self._problem(
+            path,
+            f"`{name}` is not a valid {kind} name; use 1 to 63 lowercase letters, digits, `-` and `_`, "
+            "starting with a letter or digit",
+        )
+        return False
+
+    def _unique(self, name: str, kind: str, path: str) -> None:
+        seen = self.seen[kind]
+        if name in seen:
+            self._problem(path, f"duplicate {kind} `{name}` (first at {seen[name]})")
+        else:
+            seen[name] = path
+
+    def _url(self, url: str, path: str, *, allow_http: bool, issuer: bool = False) -> bool:
+        """Is ``url`` an absolute https URL (http: for loopback hosts, or when allowed)?"""
+        try:
+            parts = urllib.parse.urlsplit(url)
+            host = parts.hostname
+        except ValueError:
+            host = None
+            parts = urllib.parse.urlsplit("")
+        if parts.scheme not in ("https", "http") or not host:
+            self._problem(path, f"`{url}` is not an absolute https URL")
+        elif parts.scheme == "http" and not allow_http and not _is_loopback(host):
+            self._problem(
+                path,
+                f"`{url}` must use https (http is allowed only for loopback hosts or with "
+                "`server.dev_mode: true`)",
+            )
+        elif issuer and (parts.query or parts.fragment):
+            self._problem(path, f"`{url}` must not have a query or fragment")
+        else:
+            return True
+        return False
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _pattern_problem(pattern: str, servers: set[str] | None) -> str | None:
+    server, dot, tool = pattern.partition(".")
+    if not dot or not server or not _TOOL_GLOB_RE.fullmatch(tool) or ("*" in server and server != "*"):
+        return (
+            f"unknown tool pattern `{pattern}`; write `server.tool`, where `server` is an upstream "
+            "name or `*` and `tool` may use `*` (e.g. `mail.*`)"
+        )
+    if server != "*" and servers is not None and server not in servers:
+        return (
+            f"unknown tool pattern `{pattern}`: no upstream named `{server}`; declare it under "
+            "`upstreams` or bless it with the CLI"
+        )
+    return None
+
+
+def _join(path: str, key: str) -> str:
+    if re.fullmatch(r"[A-Za-z0-9_-]+", key):
+        return f"{path}.{key}" if path else key
+    return f"{path}[{json.dumps(key)}]"
+
+
+_KINDS: tuple[tuple[type, str], ...] = (
+    (bool, "boolean"),
+    (int, "integer"),
+    (float, "number"),
+    (str, "string"),
+    (list, "list"),
+    (dict, "mapping"),
+    (type(None), "null"),
+)
+
+
+def _kind(value: Any) -> str:
+    return next((word for t, word in _KINDS if isinstance(value, t)), type(value).__name__)
+
+
+def _translate(message: str, path: str) -> str:
+    """msgspec's ``Expected `float`, got `str` - at `$[1]``` -> ``path[1]: expected number, got string``."""
+    where = re.search(r" - at `\$(.*)`$", message)
+    if where:
+        path = f"{path}{where.group(1)}".lstrip(".")
+        message = message[: where.start()]
+    expected = re.fullmatch(r"Expected `([^`]*)`, got `([^`]*)`", message)
+    if expected:
+        wanted = [_TYPE_WORDS.get(t, t) for t in expected.group(1).split(" | ") if t != "null"]
+        got = _TYPE_WORDS.get(expected.group(2), expected.group(2))
+        message = f"expected {' or '.join(wanted) or 'null'}, got {got}"
+    else:
+        message = message[:1].lower() + message[1:]
+    return f"{path}: {message}" if path else message

@@ -59,7 +59,7 @@ def test_table() -> None:
 SERVERS = ["mail", "jira", "crm"]
 NAMES = ["read", "read_all", "send", "delete"]
 TOOLS = [f"{s}.{n}" for s in SERVERS for n in NAMES]
-PATTERNS = [*TOOLS, "mail.*", "*.read", "*.read*", "jira.*", "*"]
+PATTERNS = [*TOOLS, "mail.*", "*.read", "*.read*", "jira.*", "*.*"]
 STATUSES = ["pinned", "quarantined", "pending", "removed"]
 
 

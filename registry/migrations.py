@@ -1,0 +1,182 @@
+"""Versioned schema migrations for the SQLite store, applied on open.
+
+``MIGRATIONS`` is an ordered list of (version, description, statements). ``migrate`` applies
+those above the stored version, each in its own transaction, and records the version in
+``schema_migrations``. An existing database is upgraded in place, never recreated. A database
+written by a newer Interlock (a version above the last one known here) is refused.
+
+The statements are plain, portable SQL (CREATE TABLE with TEXT and INTEGER columns, INSERT), so
+the PostgreSQL backend can run the same list. Append new migrations; never edit a released one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+from collections.abc import Iterator, Sequence
+from typing import NamedTuple
+
+from sqlite_utils import Database
+
+from executor.errors import SchemaTooNewError, StoreError
+
+
+class Migration(NamedTuple):
+    version: int
+    description: str
+    statements: tuple[str, ...]
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        1,
+        "generation counter, issuers, upstream servers and gateways",
+        (
+            """CREATE TABLE meta (
+                key TEXT PRIMARY KEY,
+                value INTEGER NOT NULL
+            )""",
+            "INSERT INTO meta (key, value) VALUES ('generation', 0)",
+            """CREATE TABLE issuers (
+                issuer TEXT PRIMARY KEY,
+                spec TEXT NOT NULL,
+                source TEXT NOT NULL
+            )""",
+            """CREATE TABLE servers (
+                name TEXT PRIMARY KEY,
+                spec TEXT NOT NULL,
+                source TEXT NOT NULL,
+                synced_at TEXT,
+                last_error TEXT
+            )""",
+            """CREATE TABLE gateways (
+                name TEXT PRIMARY KEY,
+                spec TEXT NOT NULL,
+                source TEXT NOT NULL
+            )""",
+        ),
+    ),
+    Migration(
+        2,
+        "pinned tools of each upstream server",
+        (
+            """CREATE TABLE tools (
+                server TEXT NOT NULL,
+                name TEXT NOT NULL,
+                definition TEXT NOT NULL,
+                pinned_hash TEXT NOT NULL,
+                status TEXT NOT NULL,
+                live_definition TEXT,
+                live_hash TEXT,
+                updated_at TEXT,
+                PRIMARY KEY (server, name)
+            )""",
+        ),
+    ),
+)
+
+_BOOKKEEPING = """CREATE TABLE IF NOT EXISTS schema_migrations (
+    version INTEGER PRIMARY KEY,
+    description TEXT NOT NULL,
+    applied_at TEXT NOT NULL
+)"""
+
+
+def stored_version(db: Database) -> int:
+    """The highest migration recorded in ``db``; 0 for a database without any."""
+    if not _has_table(db, "schema_migrations"):
+        return 0
+    row = db.execute("SELECT MAX(version) FROM schema_migrations").fetchone()
+    return int(row[0] or 0)
+
+
+def migrate(db: Database, migrations: Sequence[Migration] = MIGRATIONS, *, name: str = "database") -> int:
+    """Bring ``db`` up to the last of ``migrations`` and return that version.
+
+    Each migration runs in its own ``BEGIN IMMEDIATE`` transaction (so two processes opening
+    one file at once do not both apply it) and re-reads the version inside it. ``name`` is how
+    the database is called in error messages. Raises as ``check_version`` does.
+    """
+    known = check_version(db, migrations, name=name)
+    version = stored_version(db)
+    for migration in migrations:
+        if migration.version <= version:
+            continue
+        with immediate(db):
+            db.execute(_BOOKKEEPING)
+            current = stored_version(db)
+            if current >= migration.version:
+                version = current  # another process got here first
+                continue
+            for statement in migration.statements:
+                db.execute(statement)
+            db.execute(
+                "INSERT INTO schema_migrations (version, description, applied_at) VALUES (?, ?, ?)",
+                [migration.version, migration.description, dt.datetime.now(dt.UTC).isoformat()],
+            )
+        version = migration.version
+    return known
+
+
+def check_version(
+    db: Database, migrations: Sequence[Migration] = MIGRATIONS, *, name: str = "database"
+) -> int:
+    """Refuse, without writing anything, a database this code must not touch; return the
+    version ``migrations`` lead to. ``SchemaTooNewError`` for a database written by a newer
+    Interlock, ``StoreError`` for a SQLite file that Interlock did not create."""
+    known = _check_order(migrations)
+    version = stored_version(db)
+    if version > known:
+        raise SchemaTooNewError(
+            f"database `{name}` was written by a newer interlock (schema {version}, this one knows "
+            f"{known}); upgrade interlock"
+        )
+    if version == 0 and _user_tables(db):
+        raise StoreError(
+            f"database `{name}` is a SQLite file that interlock did not create; "
+            "point `server.database` at a new file"
+        )
+    return known
+
+
+@contextlib.contextmanager
+def immediate(db: Database) -> Iterator[Database]:
+    """A write transaction: ``BEGIN IMMEDIATE`` ... ``COMMIT``, ``ROLLBACK`` on any error.
+
+    IMMEDIATE takes the write lock up front, so a writer waits (up to the busy timeout) for
+    another process's write instead of failing: a deferred ``BEGIN`` that reads and then
+    writes gets SQLITE_BUSY at once in WAL mode if someone else committed in between.
+    """
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield db
+    except BaseException:
+        if db.conn.in_transaction:
+            db.execute("ROLLBACK")
+        raise
+    try:
+        db.execute("COMMIT")
+    except BaseException:
+        if db.conn.in_transaction:
+            db.execute("ROLLBACK")
+        raise
+
+
+def _check_order(migrations: Sequence[Migration]) -> int:
+    versions = [m.version for m in migrations]
+    if versions != list(range(1, len(versions) + 1)):
+        raise ValueError(f"migration versions must be 1, 2, 3, ... in order; got {versions}")
+    return len(versions)
+
+
+def _has_table(db: Database, table: str) -> bool:
+    row = db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", [table]).fetchone()
+    return row is not None
+
+
+def _user_tables(db: Database) -> list[str]:
+    rows = db.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' "
+        "AND name != 'schema_migrations'"
+    ).fetchall()
+    return [r[0] for r in rows]
