@@ -51,19 +51,23 @@ def build_runtime(config: Config, store: Store) -> Runtime:
 
 
 async def sync_all(runtime: Runtime, *, only_unsynced: bool) -> None:
-    for server in runtime.store.list_servers():
-        if only_unsynced and server.synced_at is not None:
-            continue
+    """Sync blessed servers concurrently; each is bounded by its own timeout, a failure is logged."""
+
+    async def one(name: str) -> None:
         try:
-            report = await sync_server(runtime.store, runtime.upstreams, server.name)
-            log.info("synced %s: %s", server.name, report.counts)
+            report = await sync_server(runtime.store, runtime.upstreams, name)
+            log.info("synced %s: %s", name, report.counts)
         except CatalogError as exc:
             log.warning("%s", exc.message)
+
+    async with anyio.create_task_group() as tg:
+        for server in runtime.store.list_servers():
+            if not (only_unsynced and server.synced_at is not None):
+                tg.start_soon(one, server.name)
 
 
 async def _drift_watch(runtime: Runtime) -> None:
     interval = runtime.config.server.sync_interval_seconds
-    await sync_all(runtime, only_unsynced=True)
     while interval > 0:
         await anyio.sleep(interval)
         await sync_all(runtime, only_unsynced=False)
@@ -86,12 +90,15 @@ def create_app(runtime: Runtime) -> Litestar:
     @asgi("/mcp", is_mount=True, copy_scope=True)
     async def mcp_mount(scope: Scope, receive: Receive, send: Send) -> None:
         # Litestar rewrites the mounted path; the surface routes on the real one.
-        scope["path"] = unquote(scope["raw_path"].decode("latin-1"))  # type: ignore[typeddict-unknown-key]
+        scope["path"] = unquote(scope["raw_path"].decode("latin-1"))
         await runtime.surface(scope, receive, send)  # type: ignore[arg-type]
 
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
         async with runtime.surface.running(), anyio.create_task_group() as tg:
+            # Servers never synced are synced before we accept traffic, so a fresh gateway
+            # does not answer with an empty catalogue.
+            await sync_all(runtime, only_unsynced=True)
             tg.start_soon(_drift_watch, runtime)
             try:
                 yield

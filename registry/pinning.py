@@ -14,7 +14,7 @@ from typing import Any
 
 import msgspec
 
-from registry.records import ToolRecord
+from registry.records import ToolRecord, ToolStatus
 
 PINNED_FIELDS = ("name", "title", "description", "inputSchema", "outputSchema", "annotations")
 
@@ -49,7 +49,7 @@ def reconcile(
         live_hash = canonical_hash(definition)
         old = by_name.get(name)
         if old is None or old.status == "pending":
-            status = "pinned" if first_sync else "pending"
+            status: ToolStatus = "pinned" if first_sync else "pending"
             out.append(ToolRecord(server=server, name=name, definition=definition, pinned_hash=live_hash,
                                   status=status, updated_at=now))
         elif live_hash == old.pinned_hash:

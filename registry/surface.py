@@ -58,7 +58,8 @@ def _json_response(status: int, body: dict[str, Any], headers: list[tuple[bytes,
 def _bearer(scope: Scope) -> str | None:
     for key, value in scope["headers"]:
         if key == b"authorization":
-            scheme, _, token = value.decode("latin-1").partition(" ")
+            header: str = value.decode("latin-1")
+            scheme, _, token = header.partition(" ")
             if scheme.lower() == "bearer" and token.strip():
                 return token.strip()
             return None
@@ -71,7 +72,8 @@ def _caller(ctx: ServerRequestContext[Any, Any]) -> tuple[Principal, str]:
     if caller is None:
         # Only reachable if someone mounts the SDK app without this surface in front: deny.
         raise MCPError(types.INVALID_REQUEST, "request was not authenticated")
-    principal, gateway = caller
+    principal: Principal = caller[0]
+    gateway: str = caller[1]
     return principal, gateway
 
 
