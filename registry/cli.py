@@ -17,9 +17,9 @@ from typing import Any
 import anyio
 import msgspec
 
-from executor.errors import InterlockError
+from executor.errors import ConfigError, InterlockError
 from executor.upstream import UpstreamPool
-from registry.config import Config, UpstreamConfig, default_config, load_config
+from registry.config import Config, UpstreamConfig, check_tool_patterns, default_config, load_config
 from registry.sqlite_store import open_store
 from registry.store import ApplyReport, Store
 from registry.sync import SyncReport, bless_server, bless_tools, sync_server
@@ -82,8 +82,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from registry.app import build_runtime, create_app
 
-    config: Config = load_config(args.config, known_servers=_known_servers(args)) if args.config \
-        else default_config()
+    # Patterns may name CLI-blessed servers, which live in the store the config points at:
+    # check them once that store is open.
+    config: Config = load_config(args.config, known_servers=None) if args.config else default_config()
     server = config.server
     overrides: dict[str, Any] = {}
     if args.host:
@@ -96,6 +97,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         server = msgspec.structs.replace(server, **overrides)
         config = msgspec.structs.replace(config, server=server)
     store = open_store(server.database)
+    problems = check_tool_patterns(config, [s.name for s in store.list_servers() if s.source == "cli"])
+    if problems:
+        raise ConfigError(problems, source=args.config or "the default config")
     # With a file, the file is the truth. Without one, the built-in default seeds an empty
     # store only: it must never wipe what an earlier `interlock apply` put there.
     if args.config or not store.list_gateways():
