@@ -10,8 +10,15 @@ import msgspec
 import pytest
 
 from registry.cli import build_parser
-from registry.config import Config, GatewayConfig, IdentityConfig, IssuerConfig, ServerConfig, UpstreamConfig, \
-    parse_config
+from registry.config import (
+    Config,
+    GatewayConfig,
+    IdentityConfig,
+    IssuerConfig,
+    ServerConfig,
+    UpstreamConfig,
+    parse_config,
+)
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 README = DOCS.parent / "README.md"
