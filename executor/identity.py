@@ -43,8 +43,9 @@ from joserfc.jwa import JWSAlgModel
 from joserfc.jwk import Key, KeySet, import_key
 from joserfc.jwt import JWTClaimsRegistry
 
+from executor.claims import principal_from_claims
 from executor.errors import AuthenticationError
-from executor.principal import Principal, User
+from executor.principal import Principal
 from registry.config import IssuerConfig
 
 log = logging.getLogger(__name__)
@@ -210,7 +211,7 @@ class TokenVerifier:
 
         claims = unverified  # the payload we parsed is exactly the one whose signature verified
         self._check_claims(state.config, claims, audience)
-        return _principal(state.config.issuer, claims)
+        return principal_from_claims(state.config.preset, state.config.issuer, claims)
 
     # -- signature ---------------------------------------------------------------------------
 
@@ -379,27 +380,3 @@ def _invalid_claim(name: str, claims: dict[str, Any]) -> str:
     return f"token has an invalid `{name}` claim"
 
 
-def _principal(issuer: str, claims: dict[str, Any]) -> Principal:
-    # RFC 9068 §2.2: client_id is REQUIRED; OIDC-style providers name the client in `azp`.
-    agent = claims.get("client_id") or claims.get("azp")
-    if not isinstance(agent, str) or not agent:
-        raise AuthenticationError("token does not name the client (`client_id` or `azp`)")
-    token_id = claims.get("jti")
-    return Principal(
-        agent=agent,
-        user=User(issuer, claims["sub"]),
-        scopes=_scopes(claims),
-        claims=claims,
-        token_id=token_id if isinstance(token_id, str) else None,
-    )
-
-
-def _scopes(claims: dict[str, Any]) -> frozenset[str]:
-    # RFC 9068 §2.2.3: `scope` is a space-separated string (RFC 8693 §4.2); Entra and Okta use `scp`,
-    # as a string or a list.
-    value = claims["scope"] if "scope" in claims else claims.get("scp", "")
-    if isinstance(value, str):
-        return frozenset(value.split())
-    if isinstance(value, list) and all(isinstance(v, str) for v in value):
-        return frozenset(value)
-    raise AuthenticationError("token has an invalid `scope` claim")

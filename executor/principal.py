@@ -25,6 +25,9 @@ class Principal:
     """The OAuth client acting: ``client_id`` / ``azp`` (later: ``act.sub``)."""
     user: User
     scopes: frozenset[str]
+    permissions: frozenset[str] = frozenset()
+    """The user's identity-provider permissions, normalised by the issuer's preset: `role:X`,
+    `group:X`, `permission:X` (see executor/claims.py)."""
     claims: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
     token_id: str | None = None
     """The token's ``jti`` where present; used for audit fingerprints, never the token itself."""

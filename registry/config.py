@@ -65,10 +65,97 @@ class IssuerConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_o
     """Skip discovery and read keys from here."""
     algorithms: list[str] = msgspec.field(default_factory=lambda: list(DEFAULT_ALGORITHMS))
     leeway_seconds: int = 30
+    preset: Preset = "generic"
+    """How this issuer's claims map to (agent, user, permissions): see executor/claims.py."""
+
+
+Preset = typing.Literal["generic", "entra", "okta", "keycloak", "salesforce"]
+
+
+class UserConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    """A user of the embedded issuer (dev and small installs; production uses an outside IdP)."""
+
+    username: str
+    password_hash: str
+    """`scrypt$...` as printed by `interlock users hash-password`; never a plain password."""
+    claims: dict[str, typing.Any] = msgspec.field(default_factory=dict)
+    """Extra claims carried in this user's tokens, e.g. `{roles: [Mail.Read], groups: [support]}`."""
+
+
+class ClientConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    """An agent registered with the embedded issuer."""
+
+    client_id: str
+    name: str = ""
+    redirect_uris: list[str] = msgspec.field(default_factory=list)
+    secret_env: str | None = None
+    """Name of the environment variable holding this client's secret (confidential client)."""
+    secret_file: str | None = None
+    """Path of a file holding this client's secret (confidential client)."""
+    grant_types: list[str] = msgspec.field(default_factory=lambda: ["authorization_code", "refresh_token"])
+    scopes: list[str] = msgspec.field(default_factory=list)
+    """Scopes this client may ask for; empty means any scope the issuer knows."""
+
+
+class EmbeddedIssuerConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    """The OAuth 2.1 issuer built into Interlock, served at `{public_url}/idp` and trusted automatically."""
+
+    enabled: bool = False
+    users: list[UserConfig] = msgspec.field(default_factory=list)
+    clients: list[ClientConfig] = msgspec.field(default_factory=list)
+    scopes: list[str] = msgspec.field(default_factory=lambda: ["openid", "offline_access", "actions:destructive"])
+    access_token_ttl_seconds: int = 900
+    refresh_token_ttl_seconds: int = 2_592_000
+    client_metadata_documents: bool = True
+    """Accept an https URL as `client_id` (a client ID metadata document); http on loopback in dev mode only."""
+
+
+class UserGrant(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    """The user side: one identity-provider permission and the tools it grants.
+
+    Exactly one of `role`, `group`, `permission` (Salesforce custom permission or permission set)."""
+
+    role: str | None = None
+    group: str | None = None
+    permission: str | None = None
+    issuer: str | None = None
+    """Only for tokens from this issuer; default: any trusted issuer."""
+    tools: list[str] = msgspec.field(default_factory=list)
+
+
+class AdminConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    """Who may curate: a user holding this role or group, acting through one of these clients."""
+
+    role: str | None = None
+    group: str | None = None
+    clients: list[str] = msgspec.field(default_factory=list)
 
 
 class IdentityConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
     issuers: list[IssuerConfig] = msgspec.field(default_factory=list)
+    embedded: EmbeddedIssuerConfig = msgspec.field(default_factory=EmbeddedIssuerConfig)
+    user_grants: list[UserGrant] = msgspec.field(default_factory=list)
+    admin: AdminConfig = msgspec.field(default_factory=AdminConfig)
+
+
+class PolicyRule(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    """A rule that can only take away: deny outright, or demand a token scope (step-up).
+
+    It matches a call when every given condition holds: the tool matches one of `tools`, the
+    tool's annotations (with the MCP defaults applied) equal `annotations`, and the agent and
+    gateway are among `agents` / `gateways` when those are given."""
+
+    tools: list[str] = msgspec.field(default_factory=lambda: ["*.*"])
+    annotations: dict[str, bool] = msgspec.field(default_factory=dict)
+    agents: list[str] = msgspec.field(default_factory=list)
+    gateways: list[str] = msgspec.field(default_factory=list)
+    deny: bool = False
+    require_scope: str | None = None
+    description: str = ""
+
+
+class PolicyConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    rules: list[PolicyRule] = msgspec.field(default_factory=list)
 
 
 class UpstreamConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
@@ -95,6 +182,7 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=Tr
     identity: IdentityConfig = msgspec.field(default_factory=IdentityConfig)
     upstreams: list[UpstreamConfig] = msgspec.field(default_factory=list)
     gateways: list[GatewayConfig] = msgspec.field(default_factory=list)
+    policy: PolicyConfig = msgspec.field(default_factory=PolicyConfig)
 
 
 # --------------------------------------------------------------------------- loading
