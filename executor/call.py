@@ -19,7 +19,8 @@ from typing import Any, Protocol
 
 import mcp.types as types
 
-from executor.errors import ToolUnavailableError, UpstreamError
+from executor.errors import AccessDeniedError, ToolUnavailableError, UpstreamError
+from executor.policy import DENIED_BY_RULE, SCOPE_MISSING, USER_NOT_GRANTED, Decision
 from executor.principal import Principal
 from executor.upstream import UpstreamPool
 
@@ -38,6 +39,24 @@ class _Catalog(Protocol):
     def current(self) -> Any: ...
 
 
+def denial(tool: str, decision: Decision) -> ToolUnavailableError | AccessDeniedError:
+    """The error for a denied call: which side lacked what, without naming any other tool."""
+    if decision.hides_existence:
+        return not_available(tool)
+    if decision.reason == USER_NOT_GRANTED:
+        message = (f"your user is not allowed to use `{tool}` (user_not_granted); "
+                   "ask an admin to grant it through your identity provider")
+    elif decision.reason == DENIED_BY_RULE:
+        message = f"`{tool}` is denied by policy (denied_by_rule, {decision.rule})"
+    elif decision.reason == SCOPE_MISSING:
+        scopes = " ".join(decision.missing_scopes)
+        message = f"`{tool}` needs the token scope `{scopes}` (scope_missing); authorize again with it and retry"
+    else:
+        message = f"`{tool}` is not allowed ({decision.reason})"
+    return AccessDeniedError(message, reason=decision.reason, side=decision.side,
+                             missing_scopes=decision.missing_scopes)
+
+
 def not_available(tool: str) -> ToolUnavailableError:
     # One message for "no such tool", "not granted to you" and "quarantined", so a caller
     # cannot probe what exists beyond its own grants.
@@ -54,13 +73,14 @@ class Executor:
     async def call(
         self, principal: Principal, gateway: str, tool: str, arguments: dict[str, Any]
     ) -> types.CallToolResult:
-        """Decide, then invoke. Denials raise ``ToolUnavailableError``; upstream failures come back
-        as an error result the model can read (the call was allowed; the upstream failed)."""
+        """Decide, then invoke. Denials raise ``ToolUnavailableError`` or ``AccessDeniedError``;
+        upstream failures come back as an error result the model can read (the call was allowed;
+        the upstream failed)."""
         snapshot = self._catalog.current()
         decision = snapshot.decide(principal, gateway, tool)
         if not decision.allowed:
             log.info("deny %s agent=%s user=%s tool=%s", decision.reason, principal.agent, principal.user, tool)
-            raise not_available(tool)
+            raise denial(tool, decision)
         entry = snapshot.tools[tool]
         spec = snapshot.servers[entry.server]
         try:

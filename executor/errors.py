@@ -6,6 +6,8 @@
     │   └── SchemaTooNewError          schema_too_new   the database was written by a newer Interlock
     ├── AuthenticationError            invalid_token    the bearer token is missing or did not verify (401)
     ├── ToolUnavailableError           tool_unavailable the tool does not exist or is not allowed here
+    ├── AccessDeniedError              access_denied    the agent may use the tool, but this call is not allowed:
+    │                                                   the user lacks it, a rule denies it, or a scope is missing
     ├── UpstreamError                  upstream_error   an upstream hung, crashed or answered garbage
     │   └── UpstreamTimeoutError       upstream_timeout the upstream did not answer within its timeout
     └── CatalogError                   catalog_error    a bless/sync/tools operation was refused
@@ -56,6 +58,18 @@ class AuthenticationError(InterlockError):
 
 class ToolUnavailableError(InterlockError):
     code = "tool_unavailable"
+
+
+class AccessDeniedError(InterlockError):
+    """Carries the decision's machine-readable ``reason`` and ``side`` (never another tool's name)."""
+
+    code = "access_denied"
+
+    def __init__(self, message: str, *, reason: str, side: str | None, missing_scopes: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.side = side
+        self.missing_scopes = missing_scopes
 
 
 class UpstreamError(InterlockError):

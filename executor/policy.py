@@ -6,22 +6,22 @@ checked in order; anything not explicitly allowed is denied.
 
     allowed(agent, user, tool) = agent grant ∧ user grant ∧ token scopes ∧ blessed ∧ ¬deny
 
-This issue's gateway core decides the agent side and the blessing; the user
-side, scopes and deny rules slot in as further arms (see ``decide``).
+Every decision carries a machine-readable reason and the side that lacked
+something, so audit rows and error messages reuse it.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from executor.principal import Principal
 
-Side = Literal["agent", "user", "token", "tool", "gateway"]
+Side = Literal["agent", "user", "token", "tool", "gateway", "rule"]
 
-# Stable, machine-readable reasons. Audit rows and error messages reuse them.
+# Stable reasons.
 ALLOWED = "allowed"
 UNKNOWN_GATEWAY = "unknown_gateway"
 UNKNOWN_TOOL = "unknown_tool"
@@ -29,6 +29,11 @@ AGENT_NOT_BOUND = "agent_not_bound"
 AGENT_NOT_GRANTED = "agent_not_granted"
 TOOL_QUARANTINED = "tool_quarantined"
 TOOL_NOT_BLESSED = "tool_not_blessed"
+USER_NOT_GRANTED = "user_not_granted"
+DENIED_BY_RULE = "denied_by_rule"
+SCOPE_MISSING = "scope_missing"
+
+NEVER = re.compile(r"(?!)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,11 +41,14 @@ class Decision:
     allowed: bool
     reason: str
     side: Side | None = None
+    missing_scopes: tuple[str, ...] = ()
+    rule: str | None = None
+    """Which rule denied, as its place in the config (`policy.rules[2]`)."""
 
     @property
     def hides_existence(self) -> bool:
-        """Deny reasons the caller must not be able to tell apart from "no such tool", so the
-        agent cannot probe what exists beyond its own grants."""
+        """Reasons the caller must not be able to tell apart from "no such tool", so an agent
+        cannot probe what exists beyond its own grants."""
         return self.reason in _INDISTINGUISHABLE
 
 
@@ -56,6 +64,9 @@ class ToolFacts:
     exposed_name: str
     status: str
     """`pinned` is the only servable status."""
+    annotations: frozenset[str] = frozenset()
+    """The annotation hints that hold for this tool, with the MCP defaults applied
+    (e.g. `destructiveHint` for a tool that does not say otherwise)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,23 +77,102 @@ class GatewayGrants:
     agents: Mapping[str, re.Pattern[str]]
 
 
-def decide(principal: Principal, gateway: GatewayGrants | None, tool: ToolFacts | None) -> Decision:
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """Rules only take away: `deny`, or `require_scope` (a step-up the client can satisfy)."""
+
+    where: str
+    tools: re.Pattern[str]
+    annotations: tuple[tuple[str, bool], ...] = ()
+    agents: frozenset[str] | None = None
+    gateways: frozenset[str] | None = None
+    deny: bool = False
+    require_scope: str | None = None
+
+    def matches(self, principal: Principal, gateway: str, tool: ToolFacts) -> bool:
+        return ((self.agents is None or principal.agent in self.agents)
+                and (self.gateways is None or gateway in self.gateways)
+                and all((name in tool.annotations) == want for name, want in self.annotations)
+                and self.tools.fullmatch(tool.exposed_name) is not None)
+
+
+@dataclass(frozen=True, slots=True)
+class UserGrants:
+    """The user side: identity-provider permission -> compiled tool patterns it grants.
+
+    Keys are `role:X` / `group:X` / `permission:X`, or `<issuer> role:X` for a grant limited
+    to one issuer."""
+
+    by_permission: Mapping[str, str]
+    """permission key -> regex source (an alternation of the compiled patterns)."""
+    _combined: dict[tuple[str, frozenset[str]], re.Pattern[str]] = field(default_factory=dict, compare=False)
+
+    def pattern_for(self, principal: Principal) -> re.Pattern[str]:
+        """One alternation of everything this user's permissions grant (memoised: pure in its inputs)."""
+        key = (principal.user.issuer, principal.permissions)
+        found = self._combined.get(key)
+        if found is None:
+            issuer = principal.user.issuer
+            sources = [src for perm in principal.permissions
+                       for k in (perm, f"{issuer} {perm}") if (src := self.by_permission.get(k)) is not None]
+            found = re.compile("|".join(sorted(sources))) if sources else NEVER
+            if len(self._combined) >= 4096:  # bound the memo; distinct permission sets are few
+                self._combined.clear()
+            self._combined[key] = found
+        return found
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """Everything besides the gateway and the tool that a decision reads."""
+
+    users: UserGrants
+    rules: tuple[Rule, ...] = ()
+
+
+EMPTY_POLICY = Policy(UserGrants({}))
+
+
+def decide(principal: Principal, gateway: GatewayGrants | None, tool: ToolFacts | None, policy: Policy) -> Decision:
     # 1. unknown anything is denied
     if gateway is None:
         return Decision(False, UNKNOWN_GATEWAY, "gateway")
     if tool is None:
         return Decision(False, UNKNOWN_TOOL, "tool")
-    # 2. the agent must be bound to this gateway ...
-    grants = gateway.agents.get(principal.agent)
-    if grants is None:
+    # 2. the agent side: bound to this gateway and granted this tool there
+    agent_grants = gateway.agents.get(principal.agent)
+    if agent_grants is None:
         return Decision(False, AGENT_NOT_BOUND, "agent")
-    # 3. ... and granted this tool there
-    if grants.fullmatch(tool.exposed_name) is None:
+    if agent_grants.fullmatch(tool.exposed_name) is None:
         return Decision(False, AGENT_NOT_GRANTED, "agent")
-    # 4. only pinned definitions are served: a drifted tool waits for an admin
+    # 3. only pinned definitions are served: a drifted or new tool waits for an admin
     if tool.status == "quarantined":
         return Decision(False, TOOL_QUARANTINED, "tool")
     if tool.status != "pinned":
         return Decision(False, TOOL_NOT_BLESSED, "tool")
-    # (next: user grant from IdP claims, token scopes, deny rules)
+    # 4. the user side: the identity provider's permissions must grant it too
+    if policy.users.pattern_for(principal).fullmatch(tool.exposed_name) is None:
+        return Decision(False, USER_NOT_GRANTED, "user")
+    # 5. deny beats any grant
+    missing: list[str] = []
+    for rule in policy.rules:
+        if not rule.matches(principal, gateway.name, tool):
+            continue
+        if rule.deny:
+            return Decision(False, DENIED_BY_RULE, "rule", rule=rule.where)
+        if rule.require_scope is not None and rule.require_scope not in principal.scopes:
+            missing.append(rule.require_scope)
+    # 6. the token's scopes must cover what the rules demand (a step-up can fix this one)
+    if missing:
+        return Decision(False, SCOPE_MISSING, "token", missing_scopes=tuple(sorted(set(missing))))
+    return Decision(True, ALLOWED)
+
+
+def is_admin(principal: Principal, admin_permissions: frozenset[str], admin_clients: frozenset[str]) -> Decision:
+    """Curating needs an admin *user* acting through an admin *client*: an agent never inherits
+    admin power from its user's admin role, and an admin client is nothing without an admin user."""
+    if principal.agent not in admin_clients:
+        return Decision(False, AGENT_NOT_GRANTED, "agent")
+    if not (principal.permissions & admin_permissions):
+        return Decision(False, USER_NOT_GRANTED, "user")
     return Decision(True, ALLOWED)

@@ -19,14 +19,17 @@ from dataclasses import dataclass
 
 import mcp.types as types
 
-from executor.policy import Decision, GatewayGrants, ToolFacts, decide
+from executor.policy import NEVER, Decision, GatewayGrants, Policy, Rule, ToolFacts, UserGrants, decide
 from executor.principal import Principal
-from registry.config import IssuerConfig, UpstreamConfig, compile_pattern
+from registry.config import IssuerConfig, PolicyConfig, UpstreamConfig, UserGrant, compile_pattern
 from registry.store import Store
 
 log = logging.getLogger(__name__)
 
-NEVER = re.compile(r"(?!)")
+# MCP ToolAnnotations defaults (untrusted hints, but pinned): a tool that says nothing is
+# treated as possibly destructive and open-world.
+ANNOTATION_DEFAULTS = {"readOnlyHint": False, "destructiveHint": True, "idempotentHint": False,
+                       "openWorldHint": True}
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,13 +50,14 @@ class Snapshot:
     """Exposed names of servable tools, sorted: the deterministic `tools/list` order."""
     servers: dict[str, UpstreamConfig]
     issuers: list[IssuerConfig]
+    policy: Policy
 
     def resolve(self, gateway: str, tool: str) -> tuple[GatewayGrants | None, CatalogTool | None]:
         return self.gateways.get(gateway), self.tools.get(tool)
 
     def decide(self, principal: Principal, gateway: str, tool: str) -> Decision:
         grants, entry = self.resolve(gateway, tool)
-        return decide(principal, grants, entry.facts if entry else None)
+        return decide(principal, grants, entry.facts if entry else None, self.policy)
 
     def allowed_tools(self, principal: Principal, gateway: str, after: str | None = None) -> Iterator[CatalogTool]:
         """Servable tools this principal may call here, in listing order, starting after ``after``.
@@ -64,14 +68,40 @@ class Snapshot:
         start = 0 if after is None else bisect.bisect_right(self.listing, after)
         for name in self.listing[start:]:
             entry = self.tools[name]
-            if decide(principal, grants, entry.facts).allowed:
+            if decide(principal, grants, entry.facts, self.policy).allowed:
                 yield entry
 
 
+def _alternation(patterns: list[str]) -> str:
+    return "|".join(f"(?:{compile_pattern(p).pattern})" for p in patterns)
+
+
 def _grant_regex(patterns: list[str]) -> re.Pattern[str]:
-    if not patterns:
-        return NEVER
-    return re.compile("|".join(f"(?:{compile_pattern(p).pattern})" for p in patterns))
+    return re.compile(_alternation(patterns)) if patterns else NEVER
+
+
+def effective_annotations(definition: dict[str, object]) -> frozenset[str]:
+    given = definition.get("annotations")
+    hints = {**ANNOTATION_DEFAULTS, **(given if isinstance(given, dict) else {})}
+    if hints.get("readOnlyHint") is True:
+        hints["destructiveHint"] = False  # MCP: destructiveHint is meaningful only when not read-only
+    return frozenset(name for name, value in hints.items() if value is True)
+
+
+def build_policy(user_grants: list[UserGrant], policy: PolicyConfig) -> Policy:
+    by_permission: dict[str, list[str]] = {}
+    for grant in user_grants:
+        kind, value = next((k, v) for k, v in (("role", grant.role), ("group", grant.group),
+                                                ("permission", grant.permission)) if v is not None)
+        key = f"{kind}:{value}" if grant.issuer is None else f"{grant.issuer} {kind}:{value}"
+        by_permission.setdefault(key, []).extend(grant.tools)
+    users = UserGrants({k: _alternation(v) for k, v in by_permission.items() if v})
+    rules = tuple(
+        Rule(where=f"policy.rules[{i}]", tools=_grant_regex(r.tools), annotations=tuple(sorted(r.annotations.items())),
+             agents=frozenset(r.agents) if r.agents else None, gateways=frozenset(r.gateways) if r.gateways else None,
+             deny=r.deny, require_scope=r.require_scope)
+        for i, r in enumerate(policy.rules))
+    return Policy(users, rules)
 
 
 def build_snapshot(store: Store, generation: int) -> Snapshot:
@@ -92,10 +122,13 @@ def build_snapshot(store: Store, generation: int) -> Snapshot:
                 # A definition we cannot serve is not served; the decision sees it as unblessed.
                 log.warning("tool %s has a definition that does not validate; not serving it", t.exposed_name)
         status = t.status if exposed is not None or t.status != "pinned" else "invalid"
-        tools[t.exposed_name] = CatalogTool(ToolFacts(t.exposed_name, status), t.server, t.name, exposed)
+        facts = ToolFacts(t.exposed_name, status, effective_annotations(t.definition))
+        tools[t.exposed_name] = CatalogTool(facts, t.server, t.name, exposed)
     listing = sorted(n for n, t in tools.items() if t.exposed is not None)
     issuers = [i.spec for i in store.list_issuers()]
-    return Snapshot(generation, gateways, tools, listing, servers, issuers)
+    access = store.get_access_policy()
+    return Snapshot(generation, gateways, tools, listing, servers, issuers,
+                    build_policy(access.user_grants, access.policy))
 
 
 class Catalog:

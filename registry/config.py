@@ -30,6 +30,9 @@ from executor.errors import ConfigError
 # Server names are what the exposed `server.tool` names are prefixed with.
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 
+ANNOTATION_HINTS = ("readOnlyHint", "destructiveHint", "idempotentHint", "openWorldHint")
+"""The MCP ToolAnnotations hints a policy rule may match."""
+
 DEFAULT_ALGORITHMS = [
     "RS256",
     "RS384",
@@ -251,14 +254,13 @@ def check_tool_patterns(config: Config, known_servers: Iterable[str] = ()) -> li
     """Problems with the tool patterns of ``config``'s gateways, given the servers that exist
     (the file's upstreams plus ``known_servers``). Empty when every pattern is valid."""
     servers = {u.name for u in config.upstreams} | set(known_servers)
-    problems: list[str] = []
-    for i, gateway in enumerate(config.gateways):
-        for agent, patterns in gateway.agents.items():
-            for j, pattern in enumerate(patterns):
-                problem = _pattern_problem(pattern, servers)
-                if problem:
-                    problems.append(f"{_join(f'gateways[{i}].agents', agent)}[{j}]: {problem}")
-    return problems
+    places: list[tuple[str, list[str]]] = [
+        (_join(f"gateways[{i}].agents", agent), patterns)
+        for i, gateway in enumerate(config.gateways) for agent, patterns in gateway.agents.items()]
+    places += [(f"identity.user_grants[{i}].tools", g.tools) for i, g in enumerate(config.identity.user_grants)]
+    places += [(f"policy.rules[{i}].tools", r.tools) for i, r in enumerate(config.policy.rules)]
+    return [f"{path}[{j}]: {problem}" for path, patterns in places for j, pattern in enumerate(patterns)
+            if (problem := _pattern_problem(pattern, servers))]
 
 
 def compile_pattern(pattern: str) -> re.Pattern[str]:
@@ -356,6 +358,9 @@ class _Validator:
             IssuerConfig: self._issuer,
             UpstreamConfig: self._upstream,
             GatewayConfig: self._gateway,
+            UserGrant: self._user_grant,
+            AdminConfig: self._admin,
+            PolicyRule: self._rule,
         }
 
     def run(self) -> list[str]:
@@ -487,10 +492,41 @@ class _Validator:
         for agent, patterns in agents.items() if isinstance(agents, dict) else ():
             if agent == "":
                 self._problem(f"{path}.agents", "an agent id must not be empty")
-            for j, pattern in enumerate(patterns if isinstance(patterns, list) else []):
-                problem = None if pattern is _INVALID else _pattern_problem(pattern, self.servers)
-                if problem:
-                    self._problem(f"{_join(f'{path}.agents', agent)}[{j}]", problem)
+            self._patterns(patterns, _join(f"{path}.agents", agent))
+
+    def _patterns(self, patterns: Any, path: str) -> None:
+        for j, pattern in enumerate(patterns if isinstance(patterns, list) else []):
+            problem = None if pattern is _INVALID else _pattern_problem(pattern, self.servers)
+            if problem:
+                self._problem(f"{path}[{j}]", problem)
+
+    def _user_grant(self, f: dict[str, Any], path: str) -> None:
+        given = [k for k in ("role", "group", "permission") if f[k] is not None]
+        if len(given) != 1:
+            self._problem(path, "name exactly one of `role`, `group` or `permission` (the identity-provider "
+                                "permission that grants these tools)")
+        if f["tools"] == []:
+            self._problem(f"{path}.tools", "must list at least one tool pattern")
+        self._patterns(f["tools"], f"{path}.tools")
+
+    def _admin(self, f: dict[str, Any], path: str) -> None:
+        if f["role"] is not None and f["group"] is not None:
+            self._problem(path, "name either `role` or `group`, not both")
+        if (f["role"] is not None or f["group"] is not None) and not f["clients"]:
+            self._problem(f"{path}.clients", "list the admin clients: admin actions need an admin user "
+                                             "acting through an admin client")
+
+    def _rule(self, f: dict[str, Any], path: str) -> None:
+        if f["deny"] is not True and f["require_scope"] is None:
+            self._problem(path, "a rule must `deny: true` or `require_scope: <scope>`")
+        if f["deny"] is True and f["require_scope"] is not None:
+            self._problem(path, "a rule either denies or requires a scope, not both")
+        annotations = f["annotations"]
+        for name in annotations if isinstance(annotations, dict) else ():
+            if name not in ANNOTATION_HINTS:
+                hints = ", ".join(f"`{h}`" for h in ANNOTATION_HINTS)
+                self._problem(f"{path}.annotations.{name}", f"unknown annotation hint; use one of {hints}")
+        self._patterns(f["tools"], f"{path}.tools")
 
     def _name(self, name: str, kind: str, path: str) -> bool:
         if _NAME_RE.match(name):

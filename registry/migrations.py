@@ -73,6 +73,80 @@ MIGRATIONS: tuple[Migration, ...] = (
             )""",
         ),
     ),
+    Migration(
+        3,
+        "config-managed settings: the user side (claim grants), admin claim, policy rules",
+        (
+            """CREATE TABLE settings (
+                name TEXT PRIMARY KEY,
+                spec TEXT NOT NULL,
+                source TEXT NOT NULL
+            )""",
+        ),
+    ),
+    Migration(
+        4,
+        "embedded OAuth issuer: keys, authorization codes, token families, refresh and access tokens",
+        (
+            """CREATE TABLE idp_keys (
+                kid TEXT PRIMARY KEY,
+                use TEXT NOT NULL,
+                alg TEXT NOT NULL,
+                jwk TEXT NOT NULL,
+                created_at INTEGER NOT NULL
+            )""",
+            """CREATE TABLE idp_families (
+                family TEXT PRIMARY KEY,
+                client_id TEXT NOT NULL,
+                username TEXT NOT NULL,
+                created_at INTEGER NOT NULL,
+                revoked_at INTEGER
+            )""",
+            """CREATE TABLE idp_codes (
+                code_hash TEXT PRIMARY KEY,
+                family TEXT NOT NULL,
+                client_id TEXT NOT NULL,
+                username TEXT NOT NULL,
+                redirect_uri TEXT,
+                scope TEXT NOT NULL,
+                resource TEXT NOT NULL,
+                code_challenge TEXT NOT NULL,
+                code_challenge_method TEXT NOT NULL,
+                auth_time INTEGER NOT NULL,
+                expires_at INTEGER NOT NULL,
+                used_at INTEGER
+            )""",
+            """CREATE TABLE idp_refresh_tokens (
+                token_hash TEXT PRIMARY KEY,
+                family TEXT NOT NULL,
+                client_id TEXT NOT NULL,
+                username TEXT NOT NULL,
+                scope TEXT NOT NULL,
+                resource TEXT NOT NULL,
+                auth_time INTEGER NOT NULL,
+                issued_at INTEGER NOT NULL,
+                expires_at INTEGER NOT NULL,
+                used_at INTEGER,
+                revoked_at INTEGER
+            )""",
+            "CREATE INDEX idp_refresh_tokens_family ON idp_refresh_tokens (family)",
+            """CREATE TABLE idp_access_tokens (
+                jti TEXT PRIMARY KEY,
+                family TEXT,
+                client_id TEXT NOT NULL,
+                subject TEXT NOT NULL,
+                scope TEXT NOT NULL,
+                resource TEXT NOT NULL,
+                issued_at INTEGER NOT NULL,
+                expires_at INTEGER NOT NULL
+            )""",
+            "CREATE INDEX idp_access_tokens_family ON idp_access_tokens (family)",
+            """CREATE TABLE idp_revoked_tokens (
+                jti TEXT PRIMARY KEY,
+                expires_at INTEGER NOT NULL
+            )""",
+        ),
+    ),
 )
 
 _BOOKKEEPING = """CREATE TABLE IF NOT EXISTS schema_migrations (

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from registry.config import GatewayConfig, IssuerConfig, UpstreamConfig
+from registry.config import AdminConfig, GatewayConfig, IssuerConfig, PolicyConfig, UpstreamConfig, UserGrant
 
 Source = Literal["config", "cli"]
 """Who owns a row: `interlock apply` manages only `config` rows; CLI-blessed rows are left alone."""
@@ -61,3 +61,12 @@ class GatewayRecord(msgspec.Struct, frozen=True, kw_only=True):
 class IssuerRecord(msgspec.Struct, frozen=True, kw_only=True):
     spec: IssuerConfig
     source: Source = "config"
+
+
+class AccessPolicy(msgspec.Struct, frozen=True, kw_only=True):
+    """The parts of the config the decision reads besides gateways: stored, so a change made by
+    `interlock apply` reaches every worker on its next request."""
+
+    user_grants: list[UserGrant] = msgspec.field(default_factory=list)
+    admin: AdminConfig = msgspec.field(default_factory=AdminConfig)
+    policy: PolicyConfig = msgspec.field(default_factory=PolicyConfig)

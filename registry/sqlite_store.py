@@ -33,7 +33,8 @@ from sqlite_utils import Database
 from executor.errors import StoreError
 from registry.config import Config, GatewayConfig, IssuerConfig, UpstreamConfig
 from registry.migrations import MIGRATIONS, Migration, check_version, immediate, migrate, stored_version
-from registry.records import GatewayRecord, IssuerRecord, ServerRecord, ToolRecord
+from registry.records import AccessPolicy, GatewayRecord, IssuerRecord, ServerRecord, ToolRecord
+from registry.sqlite_issuer_store import SQLiteIssuerStore
 from registry.store import ApplyReport, Change
 
 BUSY_TIMEOUT_SECONDS = 5.0
@@ -128,6 +129,15 @@ _GATEWAYS = _Kind(
     "DELETE FROM gateways WHERE name = ?",
 )
 
+_SETTINGS = _Kind(
+    "setting",
+    AccessPolicy,
+    "SELECT name, spec, source FROM settings",
+    "INSERT INTO settings (name, spec, source) VALUES (?, ?, 'config')",
+    "UPDATE settings SET spec = ?, source = 'config' WHERE name = ?",
+    "DELETE FROM settings WHERE name = ?",
+)
+
 _INSERT_TOOL = (
     "INSERT INTO tools (server, name, definition, pinned_hash, status, live_definition, live_hash, "
     "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
@@ -137,7 +147,7 @@ _SELECT_TOOLS = (
 )
 
 
-class SQLiteStore:
+class SQLiteStore(SQLiteIssuerStore):
     """``Store`` over one SQLite file. Build it with ``open_store``."""
 
     def __init__(self, db: Database, name: str) -> None:
@@ -272,12 +282,19 @@ class SQLiteStore:
                 for spec, source in rows
             ]
 
+    def get_access_policy(self) -> AccessPolicy:
+        with self._reading() as db:
+            row = db.execute("SELECT spec FROM settings WHERE name = 'access'").fetchone()
+            return AccessPolicy() if row is None else msgspec.json.decode(row[0], type=AccessPolicy)
+
     def apply_config(self, config: Config) -> ApplyReport:
         with self._writing():
             changes = [
                 *self._apply(_ISSUERS, {i.issuer: i for i in config.identity.issuers}),
                 *self._apply(_SERVERS, {u.name: u for u in config.upstreams}),
                 *self._apply(_GATEWAYS, {g.name: g for g in config.gateways}),
+                *self._apply(_SETTINGS, {"access": AccessPolicy(
+                    user_grants=config.identity.user_grants, admin=config.identity.admin, policy=config.policy)}),
             ]
             if changes:
                 self._bump()

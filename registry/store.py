@@ -13,13 +13,22 @@ from typing import Protocol
 
 import msgspec
 
+from executor.idp.records import (
+    AccessTokenRecord,
+    CodeRecord,
+    CodeUse,
+    KeyRecord,
+    KeyUse,
+    RefreshTokenRecord,
+    RefreshUse,
+)
 from registry.config import Config
-from registry.records import GatewayRecord, IssuerRecord, ServerRecord, ToolRecord
+from registry.records import AccessPolicy, GatewayRecord, IssuerRecord, ServerRecord, ToolRecord
 
 
 class Change(msgspec.Struct, frozen=True):
     kind: str
-    """`issuer`, `server`, `gateway`."""
+    """`issuer`, `server`, `gateway`, `setting`."""
     name: str
     action: str
     """`added`, `changed`, `removed`."""
@@ -33,7 +42,49 @@ class ApplyReport(msgspec.Struct, frozen=True):
         return bool(self.changes)
 
 
-class Store(Protocol):
+class IssuerStore(Protocol):
+    """What the embedded OAuth issuer (``executor.idp``) remembers. Codes and refresh tokens are
+    stored by their SHA-256 only. Every method is one transaction; none bumps ``generation``."""
+
+    # keys
+    def idp_keys(self, use: KeyUse) -> list[KeyRecord]:
+        """Keys of this use, newest first."""
+        ...
+    def ensure_idp_key(self, record: KeyRecord) -> list[KeyRecord]:
+        """Store ``record`` unless a key of its use exists (first start; safe when replicas race).
+        Returns the keys of that use, newest first."""
+        ...
+    def add_idp_key(self, record: KeyRecord, *, keep: int) -> list[KeyRecord]:
+        """Store ``record`` and drop all but the ``keep`` newest keys of its use (rotation)."""
+        ...
+
+    # authorization codes
+    def put_code(self, record: CodeRecord, now: int) -> None:
+        """Store a new code and open its token family (and drop long-expired codes and tokens)."""
+        ...
+    def use_code(self, code_hash: str, now: int) -> CodeUse:
+        """Consume a code, atomically: `ok` once; a second use is `replayed` and revokes the family."""
+        ...
+
+    # tokens
+    def record_tokens(self, access: AccessTokenRecord, refresh: RefreshTokenRecord | None, now: int) -> bool:
+        """Record issued tokens; False, writing nothing, when their family is revoked or unknown."""
+        ...
+    def get_refresh_token(self, token_hash: str) -> RefreshTokenRecord | None: ...
+    def use_refresh_token(self, token_hash: str, now: int) -> RefreshUse:
+        """Consume a refresh token (rotation); using one twice is `reused` and revokes its family."""
+        ...
+    def get_access_token(self, jti: str) -> AccessTokenRecord | None: ...
+    def revoke_family(self, family: str, now: int) -> None:
+        """Revoke every refresh and access token of one authorization."""
+        ...
+    def revoke_access_token(self, jti: str, expires_at: int) -> None: ...
+    def is_token_revoked(self, jti: str) -> bool:
+        """One indexed read: the gateway asks this on every call with an embedded-issuer token."""
+        ...
+
+
+class Store(IssuerStore, Protocol):
     def generation(self) -> int:
         """A counter bumped by every write; cheap enough to read on every request."""
         ...
@@ -59,6 +110,9 @@ class Store(Protocol):
     # gateways and issuers
     def list_gateways(self) -> list[GatewayRecord]: ...
     def list_issuers(self) -> list[IssuerRecord]: ...
+    def get_access_policy(self) -> AccessPolicy:
+        """The user-side grants, admin claim and policy rules last applied (empty when never)."""
+        ...
 
     def apply_config(self, config: Config) -> ApplyReport:
         """Make the store's `config`-sourced issuers, servers and gateways equal the file, in one

@@ -27,11 +27,12 @@ from mcp.server import Server, ServerRequestContext
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from mcp.server.auth.provider import AccessToken
 from mcp.server.transport_security import TransportSecuritySettings
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from executor.call import Executor
-from executor.errors import AuthenticationError, ToolUnavailableError
+from executor.errors import AccessDeniedError, AuthenticationError, ToolUnavailableError
 from executor.identity import TokenVerifier
+from executor.policy import SCOPE_MISSING
 from executor.principal import Principal
 from executor.resource_metadata import resource_uri, www_authenticate
 from registry.catalog import Catalog, decode_cursor, encode_cursor
@@ -39,7 +40,21 @@ from registry.catalog import Catalog, decode_cursor, encode_cursor
 log = logging.getLogger(__name__)
 
 PAGE_SIZE = 100
+MAX_BODY = 4 * 1024 * 1024
 SCOPE_KEY = "interlock.caller"
+ACCESS_DENIED = -32003
+"""JSON-RPC error for a call the agent may make in principle but not now (user side, rule, scope);
+`error.data` holds `reason` and `side`. Unknown and ungranted tools answer -32602 instead."""
+
+
+class _CallPeek(msgspec.Struct):
+    """Only what the step-up check needs from a request body; the SDK parses the rest."""
+
+    method: str = ""
+    params: dict[str, Any] | None = None
+
+
+_peek = msgspec.json.Decoder(_CallPeek)
 LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
 
 
@@ -138,6 +153,9 @@ class McpSurface:
             await _json_response(401, {"error": "invalid_token", "error_description": exc.description},
                                  [(b"www-authenticate", challenge.encode())])(scope, receive, send)
             return
+        receive, stepped_up = await self._step_up(scope, receive, send, principal, gateway, resource)
+        if stepped_up:
+            return
         scope[SCOPE_KEY] = (principal, gateway)
         # Sessions are bound to (client, issuer, subject): a session id alone never proves who you are.
         scope["user"] = AuthenticatedUser(AccessToken(
@@ -145,6 +163,52 @@ class McpSurface:
             scopes=sorted(principal.scopes), subject=principal.user.subject,
             claims={"iss": principal.user.issuer}))
         await self.sessions.handle_request(scope, receive, send)
+
+    async def _step_up(self, scope: Scope, receive: Receive, send: Send, principal: Principal, gateway: str,
+                       resource: str) -> tuple[Receive, bool]:
+        """MCP step-up (SEP-835): a `tools/call` whose only obstacle is a missing token scope is
+        answered at the HTTP level, 403 + `WWW-Authenticate: Bearer error="insufficient_scope"`,
+        so the client can re-authorize with the scope and retry. Reads the body once and
+        replays it to the SDK."""
+        if scope["method"] != "POST":
+            return receive, False
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                break
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > MAX_BODY or not message.get("more_body"):
+                break
+        body = b"".join(chunks)
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        try:
+            peek = _peek.decode(body)
+        except msgspec.DecodeError:
+            return replay, False  # not ours to judge: the SDK answers malformed requests
+        name = peek.params.get("name") if peek.method == "tools/call" and peek.params else None
+        if not isinstance(name, str):
+            return replay, False
+        decision = self.catalog.current().decide(principal, gateway, name)
+        if decision.reason != SCOPE_MISSING:
+            return replay, False
+        scopes = " ".join(decision.missing_scopes)
+        challenge = www_authenticate(resource, error="insufficient_scope", scope=scopes,
+                                     description=f"this call needs the scope `{scopes}`")
+        await _json_response(403, {"error": "insufficient_scope", "scope": scopes,
+                                   "error_description": f"this call needs the scope `{scopes}`"},
+                             [(b"www-authenticate", challenge.encode())])(scope, receive, send)
+        return replay, True
 
     async def _list_tools(
         self, ctx: ServerRequestContext[Any, Any], params: types.PaginatedRequestParams | None
@@ -174,3 +238,6 @@ class McpSurface:
             return await self.executor.call(principal, gateway, params.name, dict(params.arguments or {}))
         except ToolUnavailableError as exc:
             raise MCPError(types.INVALID_PARAMS, exc.message) from None
+        except AccessDeniedError as exc:
+            raise MCPError(ACCESS_DENIED, exc.message, {"reason": exc.reason, "side": exc.side,
+                                                        "missing_scopes": list(exc.missing_scopes)}) from None

@@ -11,9 +11,9 @@ import pytest
 from sqlite_utils import Database
 
 from executor.errors import SchemaTooNewError, StoreError
-from registry.config import Config, GatewayConfig, IdentityConfig, IssuerConfig, UpstreamConfig
+from registry.config import Config, GatewayConfig, IdentityConfig, IssuerConfig, UpstreamConfig, UserGrant
 from registry.migrations import MIGRATIONS, Migration, migrate, stored_version
-from registry.records import GatewayRecord, IssuerRecord, ServerRecord, ToolRecord
+from registry.records import AccessPolicy, GatewayRecord, IssuerRecord, ServerRecord, ToolRecord
 from registry.sqlite_store import SQLiteStore, open_store
 from registry.store import ApplyReport, Change, Store
 
@@ -160,6 +160,7 @@ def test_apply_adds_everything_then_is_idempotent(store: SQLiteStore) -> None:
             Change("server", "crm", "added"),
             Change("gateway", "coding", "added"),
             Change("gateway", "sales", "added"),
+            Change("setting", "access", "added"),
         ]
     )
     generation = store.generation()
@@ -227,7 +228,7 @@ def test_apply_leaves_cli_rows_alone(store: SQLiteStore) -> None:
 def test_a_config_entry_takes_over_a_cli_row_of_the_same_name(store: SQLiteStore) -> None:
     store.put_server(ServerRecord(spec=MAIL, source="cli"))
     report = store.apply_config(Config(upstreams=[MAIL]))
-    assert report == ApplyReport([Change("server", "mail", "changed")])
+    assert report == ApplyReport([Change("server", "mail", "changed"), Change("setting", "access", "added")])
     assert store.get_server("mail") == ServerRecord(spec=MAIL, source="config")
     assert store.apply_config(Config()) == ApplyReport([Change("server", "mail", "removed")])
 
@@ -363,3 +364,14 @@ def test_threads_may_share_one_store(store: SQLiteStore) -> None:
     assert errors == []
     assert len(store.list_tools("mail")) == 80
     assert store.generation() == 81
+
+
+def test_the_access_policy_round_trips_and_a_change_is_reported(store: SQLiteStore) -> None:
+    assert store.get_access_policy() == AccessPolicy()
+    grants = [UserGrant(role="Mail.Read", tools=["mail.read_*"])]
+    store.apply_config(Config(identity=IdentityConfig(user_grants=grants)))
+    assert store.get_access_policy() == AccessPolicy(user_grants=grants)
+    before = store.generation()
+    assert store.apply_config(Config()) == ApplyReport([Change("setting", "access", "changed")])
+    assert store.get_access_policy() == AccessPolicy()
+    assert store.generation() == before + 1
