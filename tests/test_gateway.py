@@ -22,8 +22,10 @@ CURSOR_TOOLS = ["up.echo", "up.structured", "up.count", "up.hang", "up.slow"]
 
 
 def config(issuer: TestIssuer, *upstreams: dict[str, Any], **gateway_agents: list[str]) -> dict[str, Any]:
+    # The user side: every test user holds role `staff`, which grants everything; the agent side
+    # is what these tests vary. tests/test_intersection.py varies both.
     return {
-        "identity": {"issuers": [{"issuer": issuer.url}]},
+        "identity": {"issuers": [{"issuer": issuer.url}], "user_grants": [{"role": "staff", "tools": ["*.*"]}]},
         "upstreams": list(upstreams),
         "gateways": [
             {"name": "default", "agents": gateway_agents or {"cursor": CURSOR_TOOLS, "claude": ["up.*"]}},
@@ -34,7 +36,7 @@ def config(issuer: TestIssuer, *upstreams: dict[str, Any], **gateway_agents: lis
 
 def token(issuer: TestIssuer, gw: Gateway, agent_id: str = "cursor", user: str = "alice",
           gateway: str = "default", **claims: Any) -> str:
-    return issuer.mint(sub=user, client_id=agent_id, aud=gw.url(gateway), **claims)
+    return issuer.mint(**{"sub": user, "client_id": agent_id, "aud": gw.url(gateway), "roles": ["staff"], **claims})
 
 
 @pytest.fixture(scope="module")
