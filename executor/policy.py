@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 from executor.principal import Principal
@@ -98,28 +98,22 @@ class Rule:
 
 @dataclass(frozen=True, slots=True)
 class UserGrants:
-    """The user side: identity-provider permission -> compiled tool patterns it grants.
+    """The user side: identity-provider permission -> the compiled tool patterns it grants.
 
     Keys are `role:X` / `group:X` / `permission:X`, or `<issuer> role:X` for a grant limited
-    to one issuer."""
+    to one issuer. Each permission keeps its own pattern (rather than one per user's permission
+    set): a user holds a handful, so checking each is cheap and needs no cache."""
 
-    by_permission: Mapping[str, str]
-    """permission key -> regex source (an alternation of the compiled patterns)."""
-    _combined: dict[tuple[str, frozenset[str]], re.Pattern[str]] = field(default_factory=dict, compare=False)
+    by_permission: Mapping[str, re.Pattern[str]]
 
-    def pattern_for(self, principal: Principal) -> re.Pattern[str]:
-        """One alternation of everything this user's permissions grant (memoised: pure in its inputs)."""
-        key = (principal.user.issuer, principal.permissions)
-        found = self._combined.get(key)
-        if found is None:
-            issuer = principal.user.issuer
-            sources = [src for perm in principal.permissions
-                       for k in (perm, f"{issuer} {perm}") if (src := self.by_permission.get(k)) is not None]
-            found = re.compile("|".join(sorted(sources))) if sources else NEVER
-            if len(self._combined) >= 4096:  # bound the memo; distinct permission sets are few
-                self._combined.clear()
-            self._combined[key] = found
-        return found
+    def grants(self, principal: Principal, tool: str) -> bool:
+        issuer = principal.user.issuer
+        for perm in principal.permissions:
+            for key in (perm, f"{issuer} {perm}"):
+                pattern = self.by_permission.get(key)
+                if pattern is not None and pattern.fullmatch(tool) is not None:
+                    return True
+        return False
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,7 +145,7 @@ def decide(principal: Principal, gateway: GatewayGrants | None, tool: ToolFacts 
     if tool.status != "pinned":
         return Decision(False, TOOL_NOT_BLESSED, "tool")
     # 4. the user side: the identity provider's permissions must grant it too
-    if policy.users.pattern_for(principal).fullmatch(tool.exposed_name) is None:
+    if not policy.users.grants(principal, tool.exposed_name):
         return Decision(False, USER_NOT_GRANTED, "user")
     # 5. deny beats any grant
     missing: list[str] = []

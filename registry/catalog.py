@@ -95,7 +95,7 @@ def build_policy(user_grants: list[UserGrant], policy: PolicyConfig) -> Policy:
                                                 ("permission", grant.permission)) if v is not None)
         key = f"{kind}:{value}" if grant.issuer is None else f"{grant.issuer} {kind}:{value}"
         by_permission.setdefault(key, []).extend(grant.tools)
-    users = UserGrants({k: _alternation(v) for k, v in by_permission.items() if v})
+    users = UserGrants({k: re.compile(_alternation(v)) for k, v in by_permission.items() if v})
     rules = tuple(
         Rule(where=f"policy.rules[{i}]", tools=_grant_regex(r.tools), annotations=tuple(sorted(r.annotations.items())),
              agents=frozenset(r.agents) if r.agents else None, gateways=frozenset(r.gateways) if r.gateways else None,

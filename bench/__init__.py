@@ -1,0 +1,1 @@
+"""Benchmarks that print ratios and percentiles measured in one run (``python -m bench``)."""
