@@ -14,6 +14,7 @@ from urllib.parse import unquote
 import anyio
 from litestar import Litestar, Response, get
 from litestar.handlers import asgi
+from litestar.openapi import OpenAPIConfig
 from litestar.types import Receive, Scope, Send
 
 from executor.call import Executor
@@ -21,6 +22,7 @@ from executor.errors import CatalogError
 from executor.identity import TokenVerifier
 from executor.resource_metadata import metadata, resource_uri
 from executor.upstream import UpstreamPool
+from registry.admin_api import admin_controller
 from registry.catalog import Catalog
 from registry.config import Config
 from registry.store import Store
@@ -107,5 +109,6 @@ def create_app(runtime: Runtime) -> Litestar:
                 await runtime.upstreams.aclose()
                 await runtime.verifier.aclose()
 
-    return Litestar(route_handlers=[protected_resource, healthz, mcp_mount], lifespan=[lifespan],
-                    openapi_config=None)
+    admin = admin_controller(runtime.store, runtime.catalog, runtime.verifier, runtime.upstreams, base_url)
+    return Litestar(route_handlers=[protected_resource, healthz, mcp_mount, admin], lifespan=[lifespan],
+                    openapi_config=OpenAPIConfig(title="Interlock admin API", version="0.1.0", path="/admin/api/schema"))

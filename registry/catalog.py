@@ -15,13 +15,13 @@ import bisect
 import logging
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import mcp.types as types
 
-from executor.policy import NEVER, Decision, GatewayGrants, Policy, Rule, ToolFacts, UserGrants, decide
+from executor.policy import NEVER, Decision, GatewayGrants, Policy, Rule, ToolFacts, UserGrants, decide, is_admin
 from executor.principal import Principal
-from registry.config import IssuerConfig, PolicyConfig, UpstreamConfig, UserGrant, compile_pattern
+from registry.config import AdminConfig, IssuerConfig, PolicyConfig, UpstreamConfig, UserGrant, compile_pattern
 from registry.store import Store
 
 log = logging.getLogger(__name__)
@@ -51,6 +51,12 @@ class Snapshot:
     servers: dict[str, UpstreamConfig]
     issuers: list[IssuerConfig]
     policy: Policy
+    admin: AdminConfig = field(default_factory=AdminConfig)
+
+    def is_admin(self, principal: Principal) -> Decision:
+        perms = {f"role:{self.admin.role}"} if self.admin.role else set()
+        perms |= {f"group:{self.admin.group}"} if self.admin.group else set()
+        return is_admin(principal, frozenset(perms), frozenset(self.admin.clients))
 
     def resolve(self, gateway: str, tool: str) -> tuple[GatewayGrants | None, CatalogTool | None]:
         return self.gateways.get(gateway), self.tools.get(tool)
@@ -128,7 +134,7 @@ def build_snapshot(store: Store, generation: int) -> Snapshot:
     issuers = [i.spec for i in store.list_issuers()]
     access = store.get_access_policy()
     return Snapshot(generation, gateways, tools, listing, servers, issuers,
-                    build_policy(access.user_grants, access.policy))
+                    build_policy(access.user_grants, access.policy), access.admin)
 
 
 class Catalog:
