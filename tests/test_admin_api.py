@@ -47,7 +47,8 @@ async def test_an_admin_user_through_the_admin_client_may_curate(gw: Gateway, is
     tools = await get(gw, "/tools?status=pinned", token)
     assert "echo" in [t["name"] for t in tools.json()]
     async with httpx2.AsyncClient() as http:
-        synced = await http.post(f"{gw.base_url}/admin/api/servers/up/sync", headers={"Authorization": f"Bearer {token}"})
+        auth = {"Authorization": f"Bearer {token}"}
+        synced = await http.post(f"{gw.base_url}/admin/api/servers/up/sync", headers=auth)
         unknown = await http.post(f"{gw.base_url}/admin/api/tools/up.nope/bless",
                                   headers={"Authorization": f"Bearer {token}"})
     assert synced.status_code == 200 and synced.json()["server"] == "up"

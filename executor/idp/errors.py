@@ -23,3 +23,9 @@ class InvalidTargetError(OAuth2Error):  # type: ignore[misc]  # authlib is untyp
     """RFC 8707 §2: "The requested resource is invalid, missing, unknown, or malformed.\""""
 
     error = "invalid_target"
+
+
+def printable(text: str, limit: int = 200) -> str:
+    """``text`` made safe for an OAuth ``error_description``: RFC 6749 §5.2 allows only printable
+    ASCII without `"` and `\\` (authlib raises on anything else)."""
+    return "".join(c if 0x20 <= ord(c) <= 0x7E and c not in '"\\' else "?" for c in text)[:limit]
