@@ -178,6 +178,26 @@ class GatewayConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_
     description: str = ""
     agents: dict[str, list[str]] = msgspec.field(default_factory=dict)
     """agent id (OAuth client_id) -> tool patterns that agent may use on this gateway."""
+    skills: list[str] = msgspec.field(default_factory=list)
+    """Skill name patterns this gateway exposes (`reply-*`, `*`). A skill is listed and runnable
+    only where every step it could run is allowed for the caller."""
+    record_arguments: bool = False
+    """Audit the raw tool arguments (minus `redact_fields`) instead of only their digest."""
+    redact_fields: list[str] = msgspec.field(default_factory=list)
+    """Argument field names replaced by `[redacted]` in the audit when `record_arguments` is on."""
+
+
+class AuditConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    """The audit trail: append-only, hash-chained, with signed checkpoints."""
+
+    database: str = "interlock-audit.db"
+    """Where events are kept (SQLite), relative to the working folder."""
+    checkpoint_every: int = 1000
+    """Write a signed checkpoint after this many events."""
+    signing_key_file: str | None = None
+    """PEM file of the Ed25519 key that signs checkpoints; generated beside the database if absent."""
+    retention_days: int = 0
+    """Delete segments older than this, only ever up to a checkpoint (0 keeps everything)."""
 
 
 class Config(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
@@ -186,6 +206,7 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=Tr
     upstreams: list[UpstreamConfig] = msgspec.field(default_factory=list)
     gateways: list[GatewayConfig] = msgspec.field(default_factory=list)
     policy: PolicyConfig = msgspec.field(default_factory=PolicyConfig)
+    audit: AuditConfig = msgspec.field(default_factory=AuditConfig)
 
 
 # --------------------------------------------------------------------------- loading

@@ -13,6 +13,7 @@ import pytest
 from registry.cli import build_parser
 from registry.config import (
     AdminConfig,
+    AuditConfig,
     ClientConfig,
     Config,
     EmbeddedIssuerConfig,
@@ -50,7 +51,7 @@ SECTIONS: dict[type[msgspec.Struct], str] = {
     ServerConfig: "## `server`", IssuerConfig: "## `identity.issuers[]`", UpstreamConfig: "## `upstreams[]`",
     GatewayConfig: "## `gateways[]`", UserGrant: "## `identity.user_grants[]`", AdminConfig: "## `identity.admin`",
     PolicyRule: "## `policy.rules[]`", EmbeddedIssuerConfig: "## `identity.embedded`",
-    UserConfig: "## `identity.embedded`", ClientConfig: "## `identity.embedded`",
+    UserConfig: "## `identity.embedded`", ClientConfig: "## `identity.embedded`", AuditConfig: "## `audit`",
 }
 CONTAINERS = {Config, IdentityConfig, PolicyConfig}
 """Structs that only hold other sections."""
