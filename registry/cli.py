@@ -260,6 +260,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    # The SDK logs whole messages (tool arguments) at DEBUG and httpx2 every URL at INFO: never
+    # let a verbose root level turn those on.
+    for noisy in ("mcp", "httpx2", "httpx"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         return int(args.fn(args))
     except InterlockError as exc:
