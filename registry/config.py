@@ -25,6 +25,8 @@ import msgspec
 import yaml
 
 from executor.errors import ConfigError
+from executor.idp.passwords import hash_problem
+from executor.idp.redirects import is_loopback_host, redirect_uri_problem
 
 # Tool patterns are `server.tool` globs: `mail.*`, `mail.read_*`, `*.search`.
 # Server names are what the exposed `server.tool` names are prefixed with.
@@ -171,6 +173,12 @@ class UpstreamConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw
     timeout_seconds: float = 30.0
     """Longest a single upstream request may take before it becomes a tool error."""
     connect_timeout_seconds: float = 10.0
+    provider: str | None = None
+    """The provider whose token this upstream needs, held per (agent, user, provider)."""
+    scopes: list[str] = msgspec.field(default_factory=list)
+    """Provider scopes every tool of this upstream needs."""
+    tool_scopes: dict[str, list[str]] = msgspec.field(default_factory=dict)
+    """Extra provider scopes per tool (the upstream's own tool name)."""
 
 
 class GatewayConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
@@ -185,6 +193,38 @@ class GatewayConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_
     """Audit the raw tool arguments (minus `redact_fields`) instead of only their digest."""
     redact_fields: list[str] = msgspec.field(default_factory=list)
     """Argument field names replaced by `[redacted]` in the audit when `record_arguments` is on."""
+
+
+class ProviderConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    """A third-party OAuth 2.1 authorization server; Interlock is its client."""
+
+    name: str
+    issuer: str | None = None
+    """Discover the endpoints from `{issuer}/.well-known/oauth-authorization-server` (RFC 8414)."""
+    authorization_endpoint: str | None = None
+    token_endpoint: str | None = None
+    revocation_endpoint: str | None = None
+    client_id: str
+    client_secret_env: str | None = None
+    """Environment variable holding the client secret (never the secret itself in this file)."""
+    client_secret_file: str | None = None
+    """File holding the client secret."""
+    scopes: list[str] = msgspec.field(default_factory=list)
+    """Scopes asked for on every authorization."""
+    resource: str | None = None
+    """RFC 8707 resource to ask tokens for (usually the upstream's MCP URL)."""
+    refresh_ahead_seconds: int = 60
+    """Refresh a token this long before it expires."""
+
+
+class VaultConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    """Where the keys that encrypt connections (AES-GCM) come from."""
+
+    key_env: str = "INTERLOCK_VAULT_KEYS"
+    """Environment variable with `kid:base64key[,kid:base64key...]`; the first key encrypts, all decrypt."""
+    key_file: str | None = None
+    """Or a file with one `kid:base64key` per line, first line encrypts. With neither set, a key file is
+    generated beside the database (development only)."""
 
 
 class AuditConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
@@ -207,6 +247,8 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=Tr
     gateways: list[GatewayConfig] = msgspec.field(default_factory=list)
     policy: PolicyConfig = msgspec.field(default_factory=PolicyConfig)
     audit: AuditConfig = msgspec.field(default_factory=AuditConfig)
+    providers: list[ProviderConfig] = msgspec.field(default_factory=list)
+    vault: VaultConfig = msgspec.field(default_factory=VaultConfig)
 
 
 # --------------------------------------------------------------------------- loading
@@ -373,7 +415,7 @@ class _Validator:
             if isinstance(u, dict) and isinstance(u.get("name"), str)
         }
         self.servers = None if known_servers is None else declared | set(known_servers)
-        self.seen: dict[str, dict[str, str]] = {"issuer": {}, "upstream": {}, "gateway": {}}
+        self.seen: dict[str, dict[str, str]] = {"user": {}, "client": {}, "issuer": {}, "upstream": {}, "gateway": {}, "provider": {}}
         self.checks = {
             ServerConfig: self._server,
             IssuerConfig: self._issuer,
@@ -382,11 +424,26 @@ class _Validator:
             UserGrant: self._user_grant,
             AdminConfig: self._admin,
             PolicyRule: self._rule,
+            UserConfig: self._embedded_user,
+            ClientConfig: self._embedded_client,
+            EmbeddedIssuerConfig: self._embedded,
+            ProviderConfig: self._provider,
         }
 
     def run(self) -> list[str]:
         self._walk(self.data, Config, "")
+        self._cross_check()
         return self.problems
+
+    def _cross_check(self) -> None:
+        """References between sections, once every section has been read."""
+        upstreams = self.data.get("upstreams") if isinstance(self.data, dict) else None
+        providers = set(self.seen["provider"])
+        for i, up in enumerate(upstreams if isinstance(upstreams, list) else []):
+            provider = up.get("provider") if isinstance(up, dict) else None
+            if isinstance(provider, str) and provider not in providers:
+                self._problem(f"upstreams[{i}].provider", f"no provider named `{provider}`; declare it under "
+                                                          "`providers`")
 
     def _problem(self, path: str, message: str) -> None:
         self.problems.append(f"{path}: {message}" if path else message)
@@ -549,6 +606,93 @@ class _Validator:
                 self._problem(f"{path}.annotations.{name}", f"unknown annotation hint; use one of {hints}")
         self._patterns(f["tools"], f"{path}.tools")
 
+    def _provider(self, f: dict[str, Any], path: str) -> None:
+        name = f["name"]
+        if name is not _INVALID and self._name(name, "provider", f"{path}.name"):
+            self._unique(name, "provider", f"{path}.name")
+        endpoints = [f[k] for k in ("authorization_endpoint", "token_endpoint")]
+        if f["issuer"] is None and None in endpoints:
+            self._problem(path, "set `issuer` (endpoints are discovered) or both `authorization_endpoint` and "
+                                "`token_endpoint`")
+        for key in ("issuer", "authorization_endpoint", "token_endpoint", "revocation_endpoint", "resource"):
+            if f[key] not in (None, _INVALID):
+                self._url(f[key], f"{path}.{key}", allow_http=self.dev_mode)
+        if f["client_secret_env"] is not None and f["client_secret_file"] is not None:
+            self._problem(path, "set `client_secret_env` or `client_secret_file`, not both")
+
+    def _embedded_user(self, f: dict[str, Any], path: str) -> None:
+        if f["username"] == "":
+            self._problem(f"{path}.username", "must not be empty")
+        elif f["username"] is not _INVALID:
+            self._unique(f["username"], "user", f"{path}.username")
+        if f["password_hash"] is not _INVALID:
+            problem = hash_problem(f["password_hash"])
+            if problem:
+                self._problem(f"{path}.password_hash", problem)
+        claims = f["claims"]
+        for name in sorted(set(claims) & EMBEDDED_RESERVED_CLAIMS if isinstance(claims, dict) else ()):
+            self._problem(f"{path}.claims.{name}", "is set by the issuer itself and cannot be configured")
+
+    def _embedded_client(self, f: dict[str, Any], path: str) -> None:
+        client_id = f["client_id"]
+        if client_id == "":
+            self._problem(f"{path}.client_id", "must not be empty")
+        elif client_id is not _INVALID:
+            if client_id.startswith(("https://", "http://")):
+                self._problem(f"{path}.client_id", "a URL client id is a client ID metadata document and needs no "
+                                                   "registration; register a plain id such as `cursor`")
+            self._unique(client_id, "client", f"{path}.client_id")
+        uris = f["redirect_uris"]
+        for j, uri in enumerate(uris if isinstance(uris, list) else []):
+            problem = None if uri is _INVALID else redirect_uri_problem(uri)
+            if problem:
+                self._problem(f"{path}.redirect_uris[{j}]", problem)
+        grants = f["grant_types"] if isinstance(f["grant_types"], list) else []
+        if f["grant_types"] == []:
+            self._problem(f"{path}.grant_types", "must list at least one grant type")
+        for j, grant in enumerate(grants):
+            if grant is not _INVALID and grant not in EMBEDDED_GRANT_TYPES:
+                known = ", ".join(f"`{g}`" for g in EMBEDDED_GRANT_TYPES)
+                self._problem(f"{path}.grant_types[{j}]", f"`{grant}` is not supported; use {known}")
+        if "authorization_code" in grants and uris == []:
+            self._problem(f"{path}.redirect_uris", "list at least one redirect URI for the `authorization_code` grant")
+        env, file = f["secret_env"], f["secret_file"]
+        if env is not None and file is not None:
+            self._problem(path, "set either `secret_env` or `secret_file`, not both")
+        elif env is None and file is None and "client_credentials" in grants:
+            self._problem(path, "`client_credentials` is for confidential clients: set `secret_env` (an environment "
+                                "variable) or `secret_file` holding the client's secret")
+        if isinstance(env, str) and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", env):
+            self._problem(f"{path}.secret_env", f"`{env}` is not an environment variable name")
+        if file == "":
+            self._problem(f"{path}.secret_file", "must not be empty")
+
+    def _embedded(self, f: dict[str, Any], path: str) -> None:
+        scopes = f["scopes"] if isinstance(f["scopes"], list) else []
+        for j, scope in enumerate(scopes):
+            if scope is not _INVALID and not _SCOPE_RE.fullmatch(scope):
+                self._problem(f"{path}.scopes[{j}]", f"`{scope}` is not a scope (printable, no spaces or quotes)")
+        for name in ("access_token_ttl_seconds", "refresh_token_ttl_seconds"):
+            if f[name] is not _INVALID and f[name] <= 0:
+                self._problem(f"{path}.{name}", "must be a number of seconds greater than 0")
+        for i, client in enumerate(f["clients"] if isinstance(f["clients"], list) else []):
+            wanted = client.get("scopes") if isinstance(client, dict) else None
+            for j, scope in enumerate(wanted if isinstance(wanted, list) else []):
+                if scope is not _INVALID and scope not in scopes:
+                    self._problem(f"{path}.clients[{i}].scopes[{j}]", f"`{scope}` is not in `{path}.scopes`")
+        if f["enabled"] is True and not self.dev_mode and self._plain_http_off_loopback():
+            self._problem(f"{path}.enabled", "the embedded issuer needs https: set `server.public_url` to the "
+                                             "https URL agents reach, or `server.dev_mode: true` for development")
+
+    def _plain_http_off_loopback(self) -> bool:
+        server = self.data.get("server") if isinstance(self.data, dict) else None
+        server = server if isinstance(server, dict) else {}
+        try:
+            parts = urllib.parse.urlsplit(str(server.get("public_url") or f"http://{server.get('host', '127.0.0.1')}"))
+            return parts.scheme == "http" and not is_loopback_host(parts.hostname)
+        except ValueError:
+            return False  # the server section reports the bad URL
+
     def _name(self, name: str, kind: str, path: str) -> bool:
         if _NAME_RE.match(name):
             return True
@@ -587,6 +731,16 @@ class _Validator:
         else:
             return True
         return False
+
+
+EMBEDDED_GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials")
+EMBEDDED_RESERVED_CLAIMS = frozenset({
+    "iss", "sub", "aud", "exp", "nbf", "iat", "jti", "client_id", "azp", "scope", "scp", "auth_time", "act", "cnf",
+    "cid", "appid", "oid", "uid",
+})
+"""Claims the embedded issuer sets itself, or that name the agent or user in some preset: a user's
+configured `claims` may not contain them."""
+_SCOPE_RE = re.compile(r"[\x21\x23-\x5B\x5D-\x7E]+")
 
 
 def _is_loopback(host: str) -> bool:

@@ -82,6 +82,11 @@ MIGRATIONS: tuple[Migration, ...] = (
                 spec TEXT NOT NULL,
                 source TEXT NOT NULL
             )""",
+            """CREATE TABLE providers (
+                name TEXT PRIMARY KEY,
+                spec TEXT NOT NULL,
+                source TEXT NOT NULL
+            )""",
         ),
     ),
     Migration(

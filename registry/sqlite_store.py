@@ -31,7 +31,7 @@ import msgspec
 from sqlite_utils import Database
 
 from executor.errors import StoreError
-from registry.config import Config, GatewayConfig, IssuerConfig, UpstreamConfig
+from registry.config import Config, GatewayConfig, IssuerConfig, ProviderConfig, UpstreamConfig
 from registry.migrations import MIGRATIONS, Migration, check_version, immediate, migrate, stored_version
 from registry.records import AccessPolicy, GatewayRecord, IssuerRecord, ServerRecord, ToolRecord
 from registry.sqlite_issuer_store import SQLiteIssuerStore
@@ -132,10 +132,19 @@ _GATEWAYS = _Kind(
 _SETTINGS = _Kind(
     "setting",
     AccessPolicy,
-    "SELECT name, spec, source FROM settings",
+    "SELECT name, spec, source FROM settings WHERE name = 'access'",
     "INSERT INTO settings (name, spec, source) VALUES (?, ?, 'config')",
     "UPDATE settings SET spec = ?, source = 'config' WHERE name = ?",
     "DELETE FROM settings WHERE name = ?",
+)
+
+_PROVIDERS = _Kind(
+    "provider",
+    ProviderConfig,
+    "SELECT name, spec, source FROM providers",
+    "INSERT INTO providers (name, spec, source) VALUES (?, ?, 'config')",
+    "UPDATE providers SET spec = ?, source = 'config' WHERE name = ?",
+    "DELETE FROM providers WHERE name = ?",
 )
 
 _INSERT_TOOL = (
@@ -282,6 +291,11 @@ class SQLiteStore(SQLiteIssuerStore):
                 for spec, source in rows
             ]
 
+    def list_providers(self) -> list[ProviderConfig]:
+        with self._reading() as db:
+            rows = db.execute("SELECT spec FROM providers ORDER BY name").fetchall()
+            return [msgspec.json.decode(spec, type=ProviderConfig) for (spec,) in rows]
+
     def get_access_policy(self) -> AccessPolicy:
         with self._reading() as db:
             row = db.execute("SELECT spec FROM settings WHERE name = 'access'").fetchone()
@@ -293,6 +307,7 @@ class SQLiteStore(SQLiteIssuerStore):
                 *self._apply(_ISSUERS, {i.issuer: i for i in config.identity.issuers}),
                 *self._apply(_SERVERS, {u.name: u for u in config.upstreams}),
                 *self._apply(_GATEWAYS, {g.name: g for g in config.gateways}),
+                *self._apply(_PROVIDERS, {p.name: p for p in config.providers}),
                 *self._apply(_SETTINGS, {"access": AccessPolicy(
                     user_grants=config.identity.user_grants, admin=config.identity.admin, policy=config.policy)}),
             ]

@@ -22,7 +22,7 @@ from executor.idp.records import (
     RefreshTokenRecord,
     RefreshUse,
 )
-from registry.config import Config
+from registry.config import Config, ProviderConfig
 from registry.records import AccessPolicy, GatewayRecord, IssuerRecord, ServerRecord, ToolRecord
 
 
@@ -110,6 +110,7 @@ class Store(IssuerStore, Protocol):
     # gateways and issuers
     def list_gateways(self) -> list[GatewayRecord]: ...
     def list_issuers(self) -> list[IssuerRecord]: ...
+    def list_providers(self) -> list[ProviderConfig]: ...
     def get_access_policy(self) -> AccessPolicy:
         """The user-side grants, admin claim and policy rules last applied (empty when never)."""
         ...
