@@ -152,6 +152,42 @@ MIGRATIONS: tuple[Migration, ...] = (
             )""",
         ),
     ),
+    Migration(
+        5,
+        "connections: third-party tokens per (agent, user, provider), sealed; pending authorization flows",
+        (
+            """CREATE TABLE connections (
+                agent TEXT NOT NULL,
+                issuer TEXT NOT NULL,
+                subject TEXT NOT NULL,
+                provider TEXT NOT NULL,
+                sealed TEXT NOT NULL,
+                scopes TEXT NOT NULL,
+                expires_at REAL,
+                created_at TEXT NOT NULL,
+                refreshed_at TEXT NOT NULL,
+                version INTEGER NOT NULL,
+                PRIMARY KEY (agent, issuer, subject, provider)
+            )""",
+            """CREATE TABLE connect_flows (
+                id TEXT PRIMARY KEY,
+                agent TEXT NOT NULL,
+                issuer TEXT NOT NULL,
+                subject TEXT NOT NULL,
+                provider TEXT NOT NULL,
+                scopes TEXT NOT NULL,
+                status TEXT NOT NULL,
+                created_at REAL NOT NULL,
+                expires_at REAL NOT NULL,
+                login_state TEXT,
+                provider_state TEXT,
+                sealed_verifier TEXT
+            )""",
+            "CREATE INDEX connect_flows_key ON connect_flows (agent, issuer, subject, provider, status)",
+            "CREATE INDEX connect_flows_login_state ON connect_flows (login_state)",
+            "CREATE INDEX connect_flows_provider_state ON connect_flows (provider_state)",
+        ),
+    ),
 )
 
 _BOOKKEEPING = """CREATE TABLE IF NOT EXISTS schema_migrations (

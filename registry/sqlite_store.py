@@ -34,6 +34,7 @@ from executor.errors import StoreError
 from registry.config import Config, GatewayConfig, IssuerConfig, ProviderConfig, UpstreamConfig
 from registry.migrations import MIGRATIONS, Migration, check_version, immediate, migrate, stored_version
 from registry.records import AccessPolicy, GatewayRecord, IssuerRecord, ServerRecord, ToolRecord
+from registry.sqlite_connection_store import SQLiteConnectionStore
 from registry.sqlite_issuer_store import SQLiteIssuerStore
 from registry.store import ApplyReport, Change
 
@@ -156,7 +157,7 @@ _SELECT_TOOLS = (
 )
 
 
-class SQLiteStore(SQLiteIssuerStore):
+class SQLiteStore(SQLiteIssuerStore, SQLiteConnectionStore):
     """``Store`` over one SQLite file. Build it with ``open_store``."""
 
     def __init__(self, db: Database, name: str) -> None:

@@ -13,6 +13,7 @@ from typing import Protocol
 
 import msgspec
 
+from executor.connections import ConnectionStore
 from executor.idp.records import (
     AccessTokenRecord,
     CodeRecord,
@@ -84,7 +85,7 @@ class IssuerStore(Protocol):
         ...
 
 
-class Store(IssuerStore, Protocol):
+class Store(IssuerStore, ConnectionStore, Protocol):
     def generation(self) -> int:
         """A counter bumped by every write; cheap enough to read on every request."""
         ...
