@@ -4,8 +4,8 @@ Direct agent calls and (later) every skill step enter here. The path of one call
 
     decision  = snapshot.decide(principal, gateway, tool)   agent ∩ user ∩ scopes ∩ blessed ∩ ¬deny
     (audit intent, fail closed)                             -- audit issue
-    (credential = vault.get(agent, user, provider))         -- connections issue
-    result    = upstream.call_tool(server, tool, args)
+    credential = vault.credential(agent, user, provider)    none, revoked, refresh refused -> authorization request
+    result    = upstream.call_tool(server, tool, args, credential)   a 401 upstream -> authorization request
     (audit outcome)                                         -- audit issue
 
 No other module may call ``UpstreamPool.call_tool``; ``tests/test_choke_point.py``
@@ -19,10 +19,13 @@ from typing import Any, Protocol
 
 import mcp.types as types
 
-from executor.errors import AccessDeniedError, ToolUnavailableError, UpstreamError
+from executor.connections import ConnectionKey
+from executor.errors import AccessDeniedError, ToolUnavailableError, UpstreamError, UpstreamUnauthorizedError
 from executor.policy import DENIED_BY_RULE, SCOPE_MISSING, USER_NOT_GRANTED, Decision
 from executor.principal import Principal
-from executor.upstream import UpstreamPool
+from executor.provider_client import ProviderError
+from executor.upstream import Credential, UpstreamPool
+from executor.vault import Vault
 
 log = logging.getLogger(__name__)
 
@@ -66,9 +69,10 @@ def not_available(tool: str) -> ToolUnavailableError:
 
 
 class Executor:
-    def __init__(self, catalog: _Catalog, upstreams: UpstreamPool) -> None:
+    def __init__(self, catalog: _Catalog, upstreams: UpstreamPool, vault: Vault | None = None) -> None:
         self._catalog = catalog
         self._upstreams = upstreams
+        self._vault = vault
 
     async def call(
         self, principal: Principal, gateway: str, tool: str, arguments: dict[str, Any]
@@ -83,8 +87,31 @@ class Executor:
             raise denial(tool, decision)
         entry = snapshot.tools[tool]
         spec = snapshot.servers[entry.server]
+        key: ConnectionKey | None = None
+        scopes: list[str] = []
         try:
-            return await self._upstreams.call_tool(spec, entry.upstream_name, arguments)
-        except UpstreamError as exc:
+            credential = None
+            if spec.provider is not None:
+                # Raises AuthorizationRequired when there is no usable connection: nothing is called.
+                key, scopes, credential = await self._credential(principal, spec, entry.upstream_name)
+            return await self._upstreams.call_tool(spec, entry.upstream_name, arguments, credential)
+        except UpstreamUnauthorizedError:
+            if self._vault is None or key is None:
+                raise
+            # The provider no longer honours the token (revoked at its end): ask the user again.
+            self._vault.forget(key)
+            raise await self._vault.authorization_request(key, scopes) from None
+        except (UpstreamError, ProviderError) as exc:
             log.warning("upstream failure on %s: %s", tool, exc.code)
             return types.CallToolResult(content=[types.TextContent(type="text", text=exc.message)], is_error=True)
+
+    async def _credential(self, principal: Principal, spec: Any, upstream_tool: str
+                          ) -> tuple[ConnectionKey, list[str], Credential]:
+        if self._vault is None or spec.provider not in self._vault.providers:
+            raise UpstreamError(f"upstream `{spec.name}` needs provider `{spec.provider}`, which is not set up; "
+                                "ask an admin")
+        key = ConnectionKey(principal.agent, principal.user.issuer, principal.user.subject, spec.provider)
+        provider = self._vault.providers[spec.provider].config
+        scopes = sorted({*provider.scopes, *spec.scopes, *spec.tool_scopes.get(upstream_tool, [])})
+        token = await self._vault.credential(key, scopes)
+        return key, scopes, Credential(slot="\x1f".join((key.agent, key.issuer, key.subject)), token=token)

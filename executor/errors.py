@@ -9,7 +9,8 @@
     ├── AccessDeniedError              access_denied    the agent may use the tool, but this call is not allowed:
     │                                                   the user lacks it, a rule denies it, or a scope is missing
     ├── UpstreamError                  upstream_error   an upstream hung, crashed or answered garbage
-    │   └── UpstreamTimeoutError       upstream_timeout the upstream did not answer within its timeout
+    │   ├── UpstreamTimeoutError       upstream_timeout the upstream did not answer within its timeout
+    │   └── UpstreamUnauthorizedError  upstream_unauthorized  the upstream rejected our credential (401)
     └── CatalogError                   catalog_error    a bless/sync/tools operation was refused
 
 Each has a stable ``code``; messages are lowercase, say what was wrong and,
@@ -78,6 +79,12 @@ class UpstreamError(InterlockError):
 
 class UpstreamTimeoutError(UpstreamError):
     code = "upstream_timeout"
+
+
+class UpstreamUnauthorizedError(UpstreamError):
+    """The upstream answered 401: the credential we sent is no longer accepted."""
+
+    code = "upstream_unauthorized"
 
 
 class CatalogError(InterlockError):

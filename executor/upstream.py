@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import hashlib
 import logging
 import math
 import os
@@ -41,6 +42,7 @@ import re
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from typing import Any, TextIO, cast
 
 import anyio
@@ -51,7 +53,7 @@ from mcp.client.stdio import StdioServerParameters, get_default_environment, std
 from mcp.client.streamable_http import streamable_http_client
 from pydantic import ValidationError
 
-from executor.errors import UpstreamError, UpstreamTimeoutError
+from executor.errors import UpstreamError, UpstreamTimeoutError, UpstreamUnauthorizedError
 from registry.config import UpstreamConfig
 
 log = logging.getLogger(__name__)
@@ -145,16 +147,34 @@ class _StderrPump:
         self.writer.close()
 
 
+@dataclass(frozen=True, slots=True)
+class Credential:
+    """A third-party access token for one (agent, user, provider) ``slot``. Sessions are kept per
+    slot, so one user's token is never used on another's behalf; a new token for the same slot
+    replaces the session."""
+
+    slot: str
+    token: str = field(repr=False)
+
+    @property
+    def fingerprint(self) -> str:
+        return hashlib.sha256(self.token.encode()).hexdigest()[:16]
+
+
 class _Connection:
     """One upstream session, owned by its keeper task."""
 
     __slots__ = (
-        "broken", "client", "done", "error", "inflight", "prime_lock", "primed", "ready", "retired",
-        "spec", "stop",
+        "broken", "client", "credential", "done", "error", "inflight", "key", "prime_lock", "primed", "ready",
+        "retired", "spec", "stop", "unauthorized",
     )
 
-    def __init__(self, spec: UpstreamConfig) -> None:
+    def __init__(self, spec: UpstreamConfig, key: str, credential: Credential | None) -> None:
         self.spec = spec
+        self.key = key
+        self.credential = credential
+        self.unauthorized = False
+        """The upstream answered HTTP 401 on this session."""
         self.client: Client | None = None
         """Set while the session is open."""
         self.error: BaseException | None = None
@@ -211,9 +231,9 @@ class UpstreamPool:
 
     # ------------------------------------------------------------------ public API
 
-    async def list_tools(self, spec: UpstreamConfig) -> list[dict[str, Any]]:
+    async def list_tools(self, spec: UpstreamConfig, credential: Credential | None = None) -> list[dict[str, Any]]:
         """The upstream's whole catalogue, every page, each tool as its MCP wire JSON (camelCase)."""
-        conn = await self._connection(spec)
+        conn = await self._connection(spec, credential)
         try:
             tools = await self._walk(conn)
         finally:
@@ -221,12 +241,13 @@ class UpstreamPool:
         return [tool.model_dump(by_alias=True, exclude_none=True, mode="json") for tool in tools]
 
     async def call_tool(
-        self, spec: UpstreamConfig, name: str, arguments: dict[str, Any]
+        self, spec: UpstreamConfig, name: str, arguments: dict[str, Any], credential: Credential | None = None
     ) -> types.CallToolResult:
         """Call one tool. A tool-level failure comes back as a result with ``is_error``; anything
-        else that goes wrong raises ``UpstreamTimeoutError`` or ``UpstreamError``."""
+        else that goes wrong raises ``UpstreamTimeoutError``, ``UpstreamUnauthorizedError`` (the
+        upstream answered 401 to ``credential``) or ``UpstreamError``."""
         for attempt in (1, 2):
-            conn = await self._connection(spec)
+            conn = await self._connection(spec, credential)
             try:
                 if not conn.primed:
                     await self._prime(conn)
@@ -283,19 +304,21 @@ class UpstreamPool:
 
     # ------------------------------------------------------------------ connections
 
-    async def _connection(self, spec: UpstreamConfig) -> _Connection:
-        """A connected session for ``spec`` (opening one if needed), with a call slot reserved."""
+    async def _connection(self, spec: UpstreamConfig, credential: Credential | None = None) -> _Connection:
+        """A connected session for ``spec`` and ``credential`` (opening one if needed), with a call slot
+        reserved."""
         if self._closed:
             raise UpstreamError(f"upstream `{spec.name}` is unavailable: the gateway is shutting down")
         if spec.url is None and not spec.command:
             raise UpstreamError(f"upstream `{spec.name}` has neither a url nor a command; ask an admin")
-        conn = self._connections.get(spec.name)
-        if conn is not None and (conn.spec != spec or not conn.usable()):
+        key = spec.name if credential is None or spec.url is None else f"{spec.name}\x1f{credential.slot}"
+        conn = self._connections.get(key)
+        if conn is not None and (conn.spec != spec or conn.credential != credential or not conn.usable()):
             self._retire(conn)
             conn = None
         if conn is None:
-            conn = _Connection(spec)
-            self._connections[spec.name] = conn
+            conn = _Connection(spec, key, credential if spec.url is not None else None)
+            self._connections[key] = conn
             self._open.add(conn)
             self._start_keeper(conn)
         conn.inflight += 1
@@ -322,8 +345,8 @@ class UpstreamPool:
     def _retire(self, conn: _Connection) -> None:
         """Stop handing ``conn`` out; it closes once its in-flight calls are done."""
         conn.retired = True
-        if self._connections.get(conn.spec.name) is conn:
-            del self._connections[conn.spec.name]
+        if self._connections.get(conn.key) is conn:
+            del self._connections[conn.key]
         if conn.inflight == 0:
             conn.stop.set()
 
@@ -343,7 +366,7 @@ class UpstreamPool:
         try:
             # The deadline bounds the connect only; it is lifted once the session is up.
             with anyio.CancelScope(deadline=anyio.current_time() + spec.connect_timeout_seconds) as scope:
-                async with self._client(spec) as client:
+                async with self._client(conn) as client:
                     scope.deadline = math.inf
                     conn.client = client
                     conn.ready.set()
@@ -365,16 +388,32 @@ class UpstreamPool:
             conn.ready.set()
             conn.done.set()
             self._open.discard(conn)
-            if self._connections.get(spec.name) is conn:
-                del self._connections[spec.name]
+            if self._connections.get(conn.key) is conn:
+                del self._connections[conn.key]
 
     @asynccontextmanager
-    async def _client(self, spec: UpstreamConfig) -> AsyncIterator[Client]:
+    async def _client(self, conn: _Connection) -> AsyncIterator[Client]:
+        spec = conn.spec
         if spec.url is not None:
-            transport = streamable_http_client(spec.url, http_client=self._http_client())
-            # No response cache: every tools/list must reach the upstream, or drift goes unseen.
-            async with Client(transport, mode="auto", cache=None, client_info=_CLIENT_INFO) as client:
-                yield client
+            if conn.credential is None:
+                http = self._http_client()
+            else:
+                # Its own HTTP client: the bearer header belongs to this (agent, user, provider) only.
+                async def saw(response: httpx2.Response) -> None:
+                    if response.status_code == 401:
+                        conn.unauthorized = True
+
+                http = httpx2.AsyncClient(
+                    timeout=httpx2.Timeout(30.0, read=300.0), event_hooks={"response": [saw]},
+                    headers={"Authorization": f"Bearer {conn.credential.token}"})
+            transport = streamable_http_client(spec.url, http_client=http)
+            try:
+                # No response cache: every tools/list must reach the upstream, or drift goes unseen.
+                async with Client(transport, mode="auto", cache=None, client_info=_CLIENT_INFO) as client:
+                    yield client
+            finally:
+                if conn.credential is not None:
+                    await http.aclose()
             return
         assert spec.command, "checked by _connection"
         env = {**get_default_environment(), **spec.env}
@@ -466,6 +505,9 @@ class UpstreamPool:
         """Translate ``exc``. A connection that looks broken is retired, so the next call reconnects."""
         name = conn.spec.name
         leaf = _leaf(exc)
+        if conn.unauthorized:
+            self._retire(conn)
+            return UpstreamUnauthorizedError(f"upstream `{name}` no longer accepts the credential it was given")
         if (isinstance(leaf, MCPError) and leaf.code == types.CONNECTION_CLOSED) or conn.client is None:
             self._retire(conn)
             return UpstreamError(f"upstream `{name}` closed the connection before answering "
