@@ -72,6 +72,11 @@ class IssuerConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_o
     leeway_seconds: int = 30
     preset: Preset = "generic"
     """How this issuer's claims map to (agent, user, permissions): see executor/claims.py."""
+    login_client_id: str | None = None
+    """Interlock's own client at this issuer, used when a user must prove who they are before a
+    third-party connection is made (`/connect`). Not needed for the embedded issuer."""
+    login_client_secret_env: str | None = None
+    """Environment variable holding that client's secret, if it is confidential."""
 
 
 Preset = typing.Literal["generic", "entra", "okta", "keycloak", "salesforce"]
@@ -415,7 +420,8 @@ class _Validator:
             if isinstance(u, dict) and isinstance(u.get("name"), str)
         }
         self.servers = None if known_servers is None else declared | set(known_servers)
-        self.seen: dict[str, dict[str, str]] = {"user": {}, "client": {}, "issuer": {}, "upstream": {}, "gateway": {}, "provider": {}}
+        self.seen: dict[str, dict[str, str]] = {"issuer": {}, "upstream": {}, "gateway": {}, "provider": {}}
+        self.seen.update(user={}, client={})
         self.checks = {
             ServerConfig: self._server,
             IssuerConfig: self._issuer,

@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 
 import mcp.types as types
 import msgspec
-from mcp import MCPError
+from mcp import MCPError, UrlElicitationRequiredError
 from mcp.server import Server, ServerRequestContext
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from mcp.server.auth.provider import AccessToken
@@ -35,6 +35,7 @@ from executor.identity import TokenVerifier
 from executor.policy import SCOPE_MISSING
 from executor.principal import Principal
 from executor.resource_metadata import resource_uri, www_authenticate
+from executor.vault import AuthorizationRequired
 from registry.catalog import Catalog, decode_cursor, encode_cursor
 
 log = logging.getLogger(__name__)
@@ -102,6 +103,20 @@ def transport_security(base_url: str) -> TransportSecuritySettings:
         origins += ["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"]
     return TransportSecuritySettings(enable_dns_rebinding_protection=True, allowed_hosts=hosts,
                                      allowed_origins=origins)
+
+
+def authorization_request(protocol_version: str, exc: AuthorizationRequired) -> types.InputRequiredResult:
+    """How each protocol era is asked to send its user to ``/connect``.
+
+    2026-07-28: an ``InputRequiredResult`` carrying a URL elicitation; the client retries the same
+    call (with ``requestState``), which is decided afresh. 2025-11-25: the URL-mode elicitation
+    error ``-32042`` (which the 2026 spec forbids, so it is never sent to a 2026 client)."""
+    if protocol_version >= "2026-07-28":
+        request = types.ElicitRequest(params=types.ElicitRequestURLParams(message=exc.message, url=exc.url))
+        return types.InputRequiredResult(input_requests={f"connect-{exc.provider}": request},
+                                         request_state=exc.flow_id)
+    raise UrlElicitationRequiredError(
+        [types.ElicitRequestURLParams(message=exc.message, url=exc.url, elicitation_id=exc.flow_id)], exc.message)
 
 
 class McpSurface:
@@ -232,10 +247,12 @@ class McpSurface:
 
     async def _call_tool(
         self, ctx: ServerRequestContext[Any, Any], params: types.CallToolRequestParams
-    ) -> types.CallToolResult:
+    ) -> types.CallToolResult | types.InputRequiredResult:
         principal, gateway = _caller(ctx)
         try:
             return await self.executor.call(principal, gateway, params.name, dict(params.arguments or {}))
+        except AuthorizationRequired as exc:
+            return authorization_request(ctx.protocol_version, exc)
         except ToolUnavailableError as exc:
             raise MCPError(types.INVALID_PARAMS, exc.message) from None
         except AccessDeniedError as exc:
