@@ -20,6 +20,11 @@ choose an algorithm from an allow-list and a key from the issuer's own set;
 ``alg: none``, HMAC algorithms and keys named by the token itself (``jku``,
 ``jwk``, ``x5u``) are never used.
 
+The embedded issuer (``executor.idp``) is trusted through ``register_local_issuer``: its keys
+are read from the store, never over HTTP, the same audience, lifetime and subject rules apply,
+and each token's ``jti`` is looked up in the store's revoked set on every call (one indexed
+read), so a revocation takes effect on the very next call.
+
 Rejections raise ``AuthenticationError`` with a short description meant for an
 honest client. Descriptions never contain the token, key material or the list
 of keys an issuer has.
@@ -32,7 +37,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import anyio
@@ -79,6 +84,18 @@ class _Registry(jws.JWSRegistry):
         return self.algorithms[name]
 
 
+class LocalIssuer(Protocol):
+    """An issuer served by this process from the shared store (``executor.idp.EmbeddedIssuer``)."""
+
+    issuer: str
+
+    def verification_keys(self, *, refresh: bool = False) -> KeySet:
+        """Its public keys; ``refresh`` re-reads the store (a token names a key we do not hold)."""
+        ...
+
+    def is_revoked(self, jti: str) -> bool: ...
+
+
 @dataclass(slots=True)
 class _IssuerState:
     config: IssuerConfig
@@ -89,6 +106,8 @@ class _IssuerState:
     """Where the keys were last read from (configured or discovered)."""
     last_attempt: float | None = None
     """When keys were last fetched, successfully or not (the refresh cooldown runs from here)."""
+    local: LocalIssuer | None = None
+    """Set for an issuer whose keys and revocations live in our own store (the embedded issuer)."""
 
 
 class _FetchError(Exception):
@@ -151,7 +170,17 @@ class TokenVerifier:
         self._fetch_timeout = fetch_timeout
         self._clock = clock
         self._issuers: dict[str, _IssuerState] = {}
+        self._local: dict[str, _IssuerState] = {}
         self.set_issuers(issuers)
+
+    def register_local_issuer(
+        self, local: LocalIssuer, *, algorithms: Sequence[str] = ("ES256",), leeway_seconds: int = 30
+    ) -> None:
+        """Trust ``local`` for as long as this verifier lives (``set_issuers`` leaves it in place)."""
+        state = _new_state(IssuerConfig(issuer=local.issuer, algorithms=list(algorithms),
+                                        leeway_seconds=leeway_seconds))
+        state.local = local
+        self._local[local.issuer] = state
 
     def set_issuers(self, issuers: Sequence[IssuerConfig]) -> None:
         """Trust exactly these issuers from now on; keys of issuers that remain stay cached."""
@@ -194,7 +223,7 @@ class TokenVerifier:
         # The unverified `iss` only selects which issuer's keys to try; it is trusted after
         # the signature verified with exactly those keys.
         iss = unverified.get("iss")
-        state = self._issuers.get(iss) if isinstance(iss, str) else None
+        state = (self._local.get(iss) or self._issuers.get(iss)) if isinstance(iss, str) else None
         if state is None:
             raise AuthenticationError("token issuer is not trusted")
         if alg not in (state.registry.allowed or ()):
@@ -211,6 +240,12 @@ class TokenVerifier:
 
         claims = unverified  # the payload we parsed is exactly the one whose signature verified
         self._check_claims(state.config, claims, audience)
+        if state.local is not None:
+            jti = claims.get("jti")
+            if not isinstance(jti, str) or not jti:
+                raise AuthenticationError("token is missing the `jti` claim")
+            if state.local.is_revoked(jti):
+                raise AuthenticationError("token has been revoked")
         return principal_from_claims(state.config.preset, state.config.issuer, claims)
 
     # -- signature ---------------------------------------------------------------------------
@@ -218,6 +253,12 @@ class TokenVerifier:
     async def _signature_verifies(
         self, state: _IssuerState, obj: jws.CompactSignature, alg: str, kid: str | None
     ) -> bool:
+        if state.local is not None:
+            keys = state.local.verification_keys()
+            if _verify_with(keys, state.registry, obj, alg, kid):
+                return True
+            fresh = state.local.verification_keys(refresh=True)  # rotated by another process?
+            return fresh is not keys and _verify_with(fresh, state.registry, obj, alg, kid)
         keys = state.keys if state.keys is not None else await self._refresh(state, None)
         if _verify_with(keys, state.registry, obj, alg, kid):
             return True

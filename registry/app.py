@@ -6,6 +6,7 @@ Frameworks stay here at the edge; the decision and the call path know nothing of
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -20,11 +21,13 @@ from litestar.types import Receive, Scope, Send
 from executor.call import Executor
 from executor.errors import CatalogError
 from executor.identity import TokenVerifier
+from executor.idp.issuer import EmbeddedIssuer
 from executor.resource_metadata import metadata, resource_uri
 from executor.upstream import UpstreamPool
 from registry.admin_api import admin_controller
 from registry.catalog import Catalog
 from registry.config import Config
+from registry.idp_routes import idp_routes
 from registry.store import Store
 from registry.surface import McpSurface
 from registry.sync import sync_server
@@ -41,6 +44,8 @@ class Runtime:
     executor: Executor
     verifier: TokenVerifier
     surface: McpSurface
+    issuer: EmbeddedIssuer | None = None
+    """The embedded OAuth issuer under /idp, when `identity.embedded.enabled`."""
 
 
 def build_runtime(config: Config, store: Store) -> Runtime:
@@ -49,7 +54,14 @@ def build_runtime(config: Config, store: Store) -> Runtime:
     executor = Executor(catalog, upstreams)
     verifier = TokenVerifier(catalog.current().issuers)
     surface = McpSurface(catalog, executor, verifier, config.server.base_url())
-    return Runtime(config, store, catalog, upstreams, executor, verifier, surface)
+    issuer = None
+    if config.identity.embedded.enabled:
+        base_url = config.server.base_url()
+        # Client secrets are read from the environment here, once, at start-up.
+        issuer = EmbeddedIssuer(config, store, environ=os.environ,
+                                resources=lambda: {resource_uri(base_url, g) for g in catalog.current().gateways})
+        verifier.register_local_issuer(issuer)
+    return Runtime(config, store, catalog, upstreams, executor, verifier, surface, issuer)
 
 
 async def sync_all(runtime: Runtime, *, only_unsynced: bool) -> None:
@@ -83,7 +95,8 @@ def create_app(runtime: Runtime) -> Litestar:
         snapshot = runtime.catalog.current()
         if gateway not in snapshot.gateways:
             return Response({"error": "not_found", "error_description": "no such gateway"}, status_code=404)
-        return Response(metadata(resource_uri(base_url, gateway), [i.issuer for i in snapshot.issuers]))
+        embedded = [runtime.issuer.issuer] if runtime.issuer else []
+        return Response(metadata(resource_uri(base_url, gateway), [*embedded, *(i.issuer for i in snapshot.issuers)]))
 
     @get("/healthz", sync_to_thread=False)
     def healthz() -> dict[str, object]:
@@ -108,7 +121,11 @@ def create_app(runtime: Runtime) -> Litestar:
                 tg.cancel_scope.cancel()
                 await runtime.upstreams.aclose()
                 await runtime.verifier.aclose()
+                if runtime.issuer is not None:
+                    await runtime.issuer.aclose()
 
     admin = admin_controller(runtime.store, runtime.catalog, runtime.verifier, runtime.upstreams, base_url)
-    return Litestar(route_handlers=[protected_resource, healthz, mcp_mount, admin], lifespan=[lifespan],
-                    openapi_config=OpenAPIConfig(title="Interlock admin API", version="0.1.0", path="/admin/api/schema"))
+    idp = idp_routes(runtime.issuer, base_url) if runtime.issuer is not None else []
+    openapi = OpenAPIConfig(title="Interlock admin API", version="0.1.0", path="/admin/api/schema")
+    return Litestar(route_handlers=[protected_resource, healthz, mcp_mount, admin, *idp], lifespan=[lifespan],
+                    openapi_config=openapi)

@@ -112,8 +112,8 @@ def connect_routes(vault: Vault, verifier: TokenVerifier, login_clients: Callabl
         store.put_flow(msgspec.structs.replace(flow, status="authenticating", login_state=_hash(state),
                                                sealed_verifier=seal(flow.id, verifier_text)))
         query = urlencode({"response_type": "code", "client_id": login.client_id,
-                           "redirect_uri": f"{base}/connect/login", "state": state, "code_challenge": challenge, "code_challenge_method": "S256",
-                           "scope": "openid", "resource": audience})
+                           "redirect_uri": f"{base}/connect/login", "state": state, "code_challenge": challenge,
+                           "code_challenge_method": "S256", "scope": "openid", "resource": audience})
         return Redirect(f"{endpoint}?{query}", status_code=302)
 
     @get("/connect/login", sync_to_thread=False)

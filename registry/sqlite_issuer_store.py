@@ -49,6 +49,31 @@ _REFRESH_COLUMNS = (
 )
 _ACCESS_COLUMNS = "jti, family, client_id, subject, scope, resource, issued_at, expires_at"
 
+_INSERT_CODE = (
+    "INSERT INTO idp_codes (code_hash, family, client_id, username, redirect_uri, scope, resource, code_challenge, "
+    "code_challenge_method, auth_time, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_SELECT_CODE = (
+    "SELECT code_hash, family, client_id, username, redirect_uri, scope, resource, code_challenge, "
+    "code_challenge_method, auth_time, expires_at FROM idp_codes WHERE code_hash = ?"
+)
+_INSERT_REFRESH = (
+    "INSERT INTO idp_refresh_tokens (token_hash, family, client_id, username, scope, resource, auth_time, issued_at, "
+    "expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_SELECT_REFRESH = (
+    "SELECT token_hash, family, client_id, username, scope, resource, auth_time, issued_at, expires_at, used_at, "
+    "revoked_at FROM idp_refresh_tokens WHERE token_hash = ?"
+)
+_INSERT_ACCESS = (
+    "INSERT INTO idp_access_tokens (jti, family, client_id, subject, scope, resource, issued_at, expires_at) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_SELECT_ACCESS = (
+    "SELECT jti, family, client_id, subject, scope, resource, issued_at, expires_at FROM idp_access_tokens "
+    "WHERE jti = ?"
+)
+
 
 class SQLiteIssuerStore:
     """The ``IssuerStore`` methods of ``SQLiteStore``; its transaction helpers are used."""
@@ -98,7 +123,7 @@ class SQLiteIssuerStore:
                 [record.family, record.client_id, record.username, now],
             )
             db.execute(
-                f"INSERT INTO idp_codes ({_CODE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                _INSERT_CODE,
                 [record.code_hash, record.family, record.client_id, record.username, record.redirect_uri,
                  record.scope, record.resource, record.code_challenge, record.code_challenge_method,
                  record.auth_time, record.expires_at],
@@ -109,7 +134,7 @@ class SQLiteIssuerStore:
             taken = db.execute(
                 "UPDATE idp_codes SET used_at = ? WHERE code_hash = ? AND used_at IS NULL", [now, code_hash]
             ).rowcount
-            row = db.execute(f"SELECT {_CODE_COLUMNS} FROM idp_codes WHERE code_hash = ?", [code_hash]).fetchone()
+            row = db.execute(_SELECT_CODE, [code_hash]).fetchone()
             if row is None:
                 return CodeUse(outcome="unknown")
             code = _code(*row)
@@ -132,30 +157,26 @@ class SQLiteIssuerStore:
                 if row is None or row[0] is not None:
                     return False
             db.execute(
-                f"INSERT INTO idp_access_tokens ({_ACCESS_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                _INSERT_ACCESS,
                 [access.jti, access.family, access.client_id, access.subject, access.scope, access.resource,
                  access.issued_at, access.expires_at],
             )
             if refresh is not None:
                 db.execute(
-                    f"INSERT INTO idp_refresh_tokens ({_REFRESH_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    _INSERT_REFRESH,
                     [refresh.token_hash, refresh.family, refresh.client_id, refresh.username, refresh.scope,
-                     refresh.resource, refresh.auth_time, refresh.issued_at, refresh.expires_at, None, None],
+                     refresh.resource, refresh.auth_time, refresh.issued_at, refresh.expires_at],
                 )
             return True
 
     def get_refresh_token(self, token_hash: str) -> RefreshTokenRecord | None:
         with self._reading() as db:
-            row = db.execute(
-                f"SELECT {_REFRESH_COLUMNS} FROM idp_refresh_tokens WHERE token_hash = ?", [token_hash]
-            ).fetchone()
+            row = db.execute(_SELECT_REFRESH, [token_hash]).fetchone()
         return None if row is None else _refresh(*row)
 
     def use_refresh_token(self, token_hash: str, now: int) -> RefreshUse:
         with self._writing() as db:
-            row = db.execute(
-                f"SELECT {_REFRESH_COLUMNS} FROM idp_refresh_tokens WHERE token_hash = ?", [token_hash]
-            ).fetchone()
+            row = db.execute(_SELECT_REFRESH, [token_hash]).fetchone()
             if row is None:
                 return RefreshUse(outcome="unknown")
             token = _refresh(*row)
@@ -174,7 +195,7 @@ class SQLiteIssuerStore:
 
     def get_access_token(self, jti: str) -> AccessTokenRecord | None:
         with self._reading() as db:
-            row = db.execute(f"SELECT {_ACCESS_COLUMNS} FROM idp_access_tokens WHERE jti = ?", [jti]).fetchone()
+            row = db.execute(_SELECT_ACCESS, [jti]).fetchone()
         return None if row is None else _access(*row)
 
     def revoke_family(self, family: str, now: int) -> None:

@@ -79,7 +79,8 @@ class ClientMetadataDocuments:
             with anyio.fail_after(FETCH_TIMEOUT_SECONDS):
                 doc = await self._get(client_id)
         except TimeoutError:
-            raise MetadataDocumentError(f"fetching `{client_id}` took longer than {FETCH_TIMEOUT_SECONDS:g} s") from None
+            raise MetadataDocumentError(
+                f"fetching `{client_id}` took longer than {FETCH_TIMEOUT_SECONDS:g} s") from None
         client = parse_document(client_id, doc)
         self._cache[client_id] = (client, self._clock() + CACHE_SECONDS)
         self._cache.move_to_end(client_id)

@@ -7,11 +7,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from executor.idp.passwords import dummy_verify, verify_password
-from registry.config import UserConfig
+from registry.config import EMBEDDED_RESERVED_CLAIMS, UserConfig
 
-RESERVED_CLAIMS = frozenset({
-    "iss", "sub", "aud", "exp", "nbf", "iat", "jti", "client_id", "azp", "scope", "scp", "auth_time", "act", "cnf",
-})
+RESERVED_CLAIMS = EMBEDDED_RESERVED_CLAIMS
 """Claims the issuer sets itself; a user's configured claims can never replace them."""
 
 

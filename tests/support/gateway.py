@@ -56,14 +56,14 @@ def write_config(path: Path, config: dict[str, Any]) -> None:
 
 
 @contextmanager
-def start_gateway(workdir: Path, config: dict[str, Any]) -> Iterator[Gateway]:
+def start_gateway(workdir: Path, config: dict[str, Any], env: dict[str, str] | None = None) -> Iterator[Gateway]:
     port = free_port()
     config = {**config, "server": {**config.get("server", {}), "port": port,
                                    "database": str(workdir / "interlock.db")}}
     path = workdir / "interlock.yaml"
     write_config(path, config)
     argv = [sys.executable, "-m", "registry.cli", "serve", "-c", str(path), "--log-level", "warning"]
-    with running(argv, port, cwd=workdir) as proc:
+    with running(argv, port, cwd=workdir, env=env) as proc:
         yield Gateway(f"http://127.0.0.1:{port}", workdir, path, proc)
 
 
