@@ -58,14 +58,14 @@ def new_key_line(kid: str | None = None) -> str:
 
 
 def load_keys(
-    env: Mapping[str, str], key_env: str, key_file: str | None, generated_path: Path
+    env: Mapping[str, str], key_env: str, key_file: str | None, generated_path: Path, *, generate: bool = True
 ) -> list[tuple[str, bytes]]:
     """Keys from the environment, else the key file, else a key file generated for development."""
     if env.get(key_env):
         return parse_keys(env[key_env], f"environment variable `{key_env}`")
     path = Path(key_file) if key_file else generated_path
     if not path.exists():
-        if key_file:
+        if key_file or not generate:
             raise VaultKeyError(f"vault key file `{key_file}` does not exist; create it with a line `kid:base64key`")
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

@@ -19,6 +19,7 @@ import msgspec
 
 from executor.errors import ConfigError, InterlockError
 from executor.upstream import UpstreamPool
+from registry import cli_connections
 from registry.config import Config, UpstreamConfig, check_tool_patterns, default_config, load_config
 from registry.sqlite_store import open_store
 from registry.store import ApplyReport, Store
@@ -254,6 +255,8 @@ def build_parser() -> argparse.ArgumentParser:
     tb = tools.add_parser("bless", help="accept the upstream's current definition of these tools")
     tb.add_argument("names", nargs="+", metavar="SERVER.TOOL")
     tb.set_defaults(fn=cmd_tools_bless)
+
+    cli_connections.register(sub)
     return p
 
 
