@@ -102,6 +102,10 @@ class SQLiteIssuerStore:
 
     def add_idp_key(self, record: KeyRecord, *, keep: int) -> list[KeyRecord]:
         with self._writing() as db:
+            # The newest key signs: make sure it sorts first even when added within the same second.
+            (newest,) = db.execute("SELECT MAX(created_at) FROM idp_keys WHERE use = ?", [record.use]).fetchone()
+            if newest is not None and record.created_at <= newest:
+                record = msgspec.structs.replace(record, created_at=newest + 1)
             _insert_key(db, record)
             rows = db.execute(
                 "SELECT kid FROM idp_keys WHERE use = ? ORDER BY created_at DESC, kid", [record.use]

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from authlib.oauth2.rfc6749 import ClientMixin
@@ -35,8 +35,8 @@ class Client(ClientMixin):  # type: ignore[misc]  # authlib is untyped
     grant_types: frozenset[str]
     scopes: frozenset[str] | None
     """None: any scope the issuer supports."""
-    secret: str | None = None
-    """Set for confidential clients only."""
+    secret: str | None = field(default=None, repr=False)
+    """Set for confidential clients only; never in a repr (authlib logs clients)."""
     metadata_document: bool = False
     """Known from a client ID metadata document (not registered in the config)."""
 

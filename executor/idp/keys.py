@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 from joserfc.jwk import ECKey, KeySet, OctKey, import_key
 
-from executor.idp.records import KeyRecord, KeyUse
+from executor.idp.records import KeyRecord
 from registry.store import IssuerStore
 
 SIGNING_ALG = "ES256"
@@ -104,6 +104,3 @@ def _oct(record: KeyRecord) -> OctKey:
     key = import_key(json.loads(record.jwk), "oct")
     assert isinstance(key, OctKey)
     return key
-
-
-__all__ = ["KEEP_SIGNING_KEYS", "SIGNING_ALG", "KeyRing", "KeyUse", "new_signing_key", "rotate_signing_key"]
