@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from urllib.parse import unquote
 
 import anyio
+import httpx2
+import msgspec
 from litestar import Litestar, Response, get
 from litestar.handlers import asgi
 from litestar.openapi import OpenAPIConfig
@@ -24,13 +26,16 @@ from executor.identity import TokenVerifier
 from executor.idp.issuer import EmbeddedIssuer
 from executor.resource_metadata import metadata, resource_uri
 from executor.upstream import UpstreamPool
+from executor.vault import Vault
 from registry.admin_api import admin_controller
 from registry.catalog import Catalog
-from registry.config import Config
+from registry.config import ClientConfig, Config
+from registry.connect_routes import LoginClient, connect_routes
 from registry.idp_routes import idp_routes
 from registry.store import Store
 from registry.surface import McpSurface
 from registry.sync import sync_server
+from registry.vault_setup import build_vault
 
 log = logging.getLogger(__name__)
 
@@ -46,22 +51,49 @@ class Runtime:
     surface: McpSurface
     issuer: EmbeddedIssuer | None = None
     """The embedded OAuth issuer under /idp, when `identity.embedded.enabled`."""
+    vault: Vault | None = None
+    http: httpx2.AsyncClient | None = None
+    """Outbound HTTP to providers and identity providers (not to upstreams: the pool has its own)."""
+
+
+CONNECT_CLIENT = "interlock-connect"
+"""Interlock's own client at the embedded issuer, through which users sign in at `/connect`."""
 
 
 def build_runtime(config: Config, store: Store) -> Runtime:
+    base_url = config.server.base_url()
     catalog = Catalog(store)
     upstreams = UpstreamPool()
-    executor = Executor(catalog, upstreams)
+    http = httpx2.AsyncClient(timeout=httpx2.Timeout(15.0))
+    # Vault keys and provider secrets are read from the environment here, once, at start-up.
+    vault = build_vault(store, base_url=base_url, env=os.environ, config=config.vault,
+                        database=config.server.database, http=http)
+    executor = Executor(catalog, upstreams, vault)
     verifier = TokenVerifier(catalog.current().issuers)
-    surface = McpSurface(catalog, executor, verifier, config.server.base_url())
+    surface = McpSurface(catalog, executor, verifier, base_url)
     issuer = None
     if config.identity.embedded.enabled:
-        base_url = config.server.base_url()
-        # Client secrets are read from the environment here, once, at start-up.
-        issuer = EmbeddedIssuer(config, store, environ=os.environ,
-                                resources=lambda: {resource_uri(base_url, g) for g in catalog.current().gateways})
+        embedded = config.identity.embedded
+        connect_client = ClientConfig(client_id=CONNECT_CLIENT, name="Interlock", grant_types=["authorization_code"],
+                                      redirect_uris=[f"{base_url}/connect/login"])
+        with_connect = msgspec.structs.replace(config, identity=msgspec.structs.replace(
+            config.identity, embedded=msgspec.structs.replace(embedded, clients=[*embedded.clients, connect_client])))
+        own = {f"{base_url}/connect", f"{base_url}/admin/api"}
+        issuer = EmbeddedIssuer(with_connect, store, environ=os.environ,
+                                resources=lambda: own | {resource_uri(base_url, g) for g in catalog.current().gateways})
         verifier.register_local_issuer(issuer)
-    return Runtime(config, store, catalog, upstreams, executor, verifier, surface, issuer)
+    return Runtime(config, store, catalog, upstreams, executor, verifier, surface, issuer, vault, http)
+
+
+def login_client(runtime: Runtime, issuer: str) -> LoginClient | None:
+    """Interlock's client at ``issuer``, for users confirming who they are at `/connect`."""
+    if runtime.issuer is not None and issuer == runtime.issuer.issuer:
+        return LoginClient(CONNECT_CLIENT)
+    for trusted in runtime.catalog.current().issuers:
+        if trusted.issuer == issuer and trusted.login_client_id:
+            secret = os.environ.get(trusted.login_client_secret_env) if trusted.login_client_secret_env else None
+            return LoginClient(trusted.login_client_id, secret)
+    return None
 
 
 async def sync_all(runtime: Runtime, *, only_unsynced: bool) -> None:
@@ -123,9 +155,15 @@ def create_app(runtime: Runtime) -> Litestar:
                 await runtime.verifier.aclose()
                 if runtime.issuer is not None:
                     await runtime.issuer.aclose()
+                if runtime.http is not None:
+                    await runtime.http.aclose()
 
     admin = admin_controller(runtime.store, runtime.catalog, runtime.verifier, runtime.upstreams, base_url)
     idp = idp_routes(runtime.issuer, base_url) if runtime.issuer is not None else []
+    connect = []
+    if runtime.vault is not None and runtime.http is not None:
+        connect = connect_routes(runtime.vault, runtime.verifier, lambda iss: login_client(runtime, iss), base_url,
+                                 runtime.http)
     openapi = OpenAPIConfig(title="Interlock admin API", version="0.1.0", path="/admin/api/schema")
-    return Litestar(route_handlers=[protected_resource, healthz, mcp_mount, admin, *idp], lifespan=[lifespan],
+    return Litestar(route_handlers=[protected_resource, healthz, mcp_mount, admin, *idp, *connect], lifespan=[lifespan],
                     openapi_config=openapi)

@@ -19,7 +19,7 @@ import msgspec
 
 from executor.errors import ConfigError, InterlockError
 from executor.upstream import UpstreamPool
-from registry import cli_connections
+from registry import cli_connections, cli_token
 from registry.config import Config, UpstreamConfig, check_tool_patterns, default_config, load_config
 from registry.sqlite_store import open_store
 from registry.store import ApplyReport, Store
@@ -257,15 +257,17 @@ def build_parser() -> argparse.ArgumentParser:
     tb.set_defaults(fn=cmd_tools_bless)
 
     cli_connections.register(sub)
+    cli_token.register(sub)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    # The SDK logs whole messages (tool arguments) at DEBUG and httpx2 every URL at INFO: never
+    # The SDK logs whole messages (tool arguments) at DEBUG, httpx2 every URL at INFO and authlib
+    # issued tokens at DEBUG: never
     # let a verbose root level turn those on.
-    for noisy in ("mcp", "httpx2", "httpx"):
+    for noisy in ("mcp", "httpx2", "httpx", "authlib"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         return int(args.fn(args))
