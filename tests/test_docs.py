@@ -22,10 +22,12 @@ from registry.config import (
     IssuerConfig,
     PolicyConfig,
     PolicyRule,
+    ProviderConfig,
     ServerConfig,
     UpstreamConfig,
     UserConfig,
     UserGrant,
+    VaultConfig,
     parse_config,
 )
 
@@ -52,6 +54,7 @@ SECTIONS: dict[type[msgspec.Struct], str] = {
     GatewayConfig: "## `gateways[]`", UserGrant: "## `identity.user_grants[]`", AdminConfig: "## `identity.admin`",
     PolicyRule: "## `policy.rules[]`", EmbeddedIssuerConfig: "## `identity.embedded`",
     UserConfig: "## `identity.embedded`", ClientConfig: "## `identity.embedded`", AuditConfig: "## `audit`",
+    ProviderConfig: "## `providers[]`", VaultConfig: "## `vault`",
 }
 CONTAINERS = {Config, IdentityConfig, PolicyConfig}
 """Structs that only hold other sections."""
