@@ -31,6 +31,7 @@ import httpx2
 import msgspec
 from litestar import Response, get
 from litestar.handlers import HTTPRouteHandler
+from litestar.params import Parameter
 from litestar.response import Redirect
 
 from executor.connections import FlowRow
@@ -94,7 +95,7 @@ def connect_routes(vault: Vault, verifier: TokenVerifier, login_clients: Callabl
                     "It was already used or is too old. Go back to your agent and try again; it will give you a "
                     "new link.")
 
-    @get("/connect/{flow_id:str}", sync_to_thread=False)
+    @get("/connect/{flow_id:str}")
     async def start(flow_id: str) -> Response[Any]:
         flow = live(store.get_flow(flow_id))
         if flow is None:
@@ -116,9 +117,10 @@ def connect_routes(vault: Vault, verifier: TokenVerifier, login_clients: Callabl
                            "code_challenge_method": "S256", "scope": "openid", "resource": audience})
         return Redirect(f"{endpoint}?{query}", status_code=302)
 
-    @get("/connect/login", sync_to_thread=False)
-    async def logged_in(state: str = "", code: str = "", error: str = "") -> Response[Any]:
-        flow = live(store.flow_by_state("login_state", _hash(state))) if state else None
+    @get("/connect/login")
+    async def logged_in(code: str = "", error: str = "",
+                        oauth_state: str = Parameter(query="state", default="")) -> Response[Any]:
+        flow = live(store.flow_by_state("login_state", _hash(oauth_state))) if oauth_state else None
         if flow is None:
             return expired
         store.put_flow(msgspec.structs.replace(flow, status="pending", login_state=None, sealed_verifier=None))
@@ -156,9 +158,10 @@ def connect_routes(vault: Vault, verifier: TokenVerifier, login_clients: Callabl
             return _page(502, f"{provider.name} did not answer", "Try again in a moment.")
         return Redirect(url, status_code=302)
 
-    @get("/connect/callback", sync_to_thread=False)
-    async def callback(state: str = "", code: str = "", error: str = "") -> Response[Any]:
-        flow = live(store.flow_by_state("provider_state", _hash(state))) if state else None
+    @get("/connect/callback")
+    async def callback(code: str = "", error: str = "",
+                       oauth_state: str = Parameter(query="state", default="")) -> Response[Any]:
+        flow = live(store.flow_by_state("provider_state", _hash(oauth_state))) if oauth_state else None
         if flow is None:
             return expired
         # Single use: the state is spent whatever happens next.
