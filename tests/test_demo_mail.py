@@ -87,11 +87,13 @@ async def mcp(mail: DemoMail, token: str, mode: str) -> AsyncIterator[McpSession
         yield McpSession(client, http, responses)
 
 
-async def raw_mcp_post(mail: DemoMail, token: str | None) -> httpx2.Response:
-    headers = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
+async def raw_mcp_post(mail: DemoMail, token: str | None, method: str = "tools/list") -> httpx2.Response:
+    headers = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream",
+               "MCP-Protocol-Version": "2025-11-25"}
     if token is not None:
         headers["Authorization"] = f"Bearer {token}"
-    body = {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}
+    params = {"name": "list_messages", "arguments": {}} if method == "tools/call" else {}
+    body = {"jsonrpc": "2.0", "id": 1, "method": method, "params": params}
     async with httpx2.AsyncClient(timeout=10.0) as http:
         return await http.post(mail.mcp_url, json=body, headers=headers)
 
@@ -133,8 +135,16 @@ async def test_discovery_documents_and_unauthenticated_mcp(mail: DemoMail) -> No
     assert [k["alg"] for k in jwks["keys"]] == ["RS256"]
     assert all("d" not in k for k in jwks["keys"])
 
-    assert_invalid_token(mail, await raw_mcp_post(mail, None))
+    # The catalogue is public (a gateway pins it before anyone connects); calls need a token.
+    async with httpx2.AsyncClient(timeout=10.0) as http, \
+            Client(streamable_http_client(mail.mcp_url, http_client=http), mode="legacy") as anonymous:
+        assert {t.name for t in (await anonymous.list_tools()).tools} == {
+            "list_messages", "read_message", "send_reply"}
+    no_token = await raw_mcp_post(mail, None, "tools/call")
+    assert no_token.status_code == 401
+    assert no_token.headers["www-authenticate"] == f'Bearer resource_metadata="{mail.resource_metadata_url}"'
     assert_invalid_token(mail, await raw_mcp_post(mail, "not-a-token"))
+    assert_invalid_token(mail, await raw_mcp_post(mail, "not-a-token", "tools/call"))
 
 
 # -- the authorization-code flow, step by step -------------------------------------------------

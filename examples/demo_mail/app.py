@@ -5,8 +5,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from mcp.server.auth.settings import AuthSettings
-from pydantic import AnyHttpUrl
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute, Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -15,6 +13,7 @@ from examples.demo_mail.control import control_routes
 from examples.demo_mail.login_and_consent import authorize_routes
 from examples.demo_mail.mail_tools import MailTokenVerifier, build_mcp_server
 from examples.demo_mail.metadata import metadata_routes
+from examples.demo_mail.public_catalog import PublicCatalogAuth
 from examples.demo_mail.settings import HOST, ProviderSettings
 from examples.demo_mail.state import ProviderState
 from examples.demo_mail.token_endpoint import token_routes
@@ -42,16 +41,11 @@ def create_app(settings: ProviderSettings) -> Starlette:
     state = ProviderState(settings)
     tokens = Tokens(state)
     server = build_mcp_server(state)
-    mcp_app = server.streamable_http_app(
-        streamable_http_path="/mcp",
-        host=HOST,
-        auth=AuthSettings(
-            issuer_url=AnyHttpUrl(settings.issuer),
-            resource_server_url=AnyHttpUrl(settings.mcp_url),
-            validate_token_resource=True,
-        ),
-        token_verifier=MailTokenVerifier(tokens),
-    )
+    # Authentication is ours, not the SDK's: the catalogue is public, calls need a token
+    # (examples/demo_mail/public_catalog.py).
+    mcp_app = PublicCatalogAuth(
+        server.streamable_http_app(streamable_http_path="/mcp", host=HOST),
+        MailTokenVerifier(tokens), f"{settings.issuer}/.well-known/oauth-protected-resource/mcp")
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
