@@ -46,6 +46,8 @@ from executor.sealing import new_key_line
 
 AGENT = "demo-agent"
 USER, USER_PASSWORD = "alice", "alice-demo-password"
+GATEWAY_USERS = {USER: USER_PASSWORD, "bob": "bob-demo-password"}
+"""Users of the gateway's embedded issuer (their mailboxes at the provider have their own passwords)."""
 MAIL_PASSWORD = "alice-password"  # alice's password at the demo mail provider (examples/demo_mail)
 PROVIDER = "demo-mail"
 
@@ -70,40 +72,40 @@ def _free_port() -> int:
     return demo_mail.free_port()
 
 
-def _config(workdir: Path, gw_port: int, mail: demo_mail.DemoMail) -> dict[str, Any]:
+def _config(workdir: Path, gw_port: int, mail: demo_mail.DemoMail, agents: tuple[str, ...]) -> dict[str, Any]:
     gateway = f"http://127.0.0.1:{gw_port}"
     return {
         "server": {"host": "127.0.0.1", "port": gw_port, "database": str(workdir / "interlock.db"),
                    "dev_mode": True, "sync_interval_seconds": 0},
         "identity": {
             "embedded": {"enabled": True,
-                         "users": [{"username": USER, "password_hash": hash_password(USER_PASSWORD),
-                                    "claims": {"roles": ["mail-user"]}}],
-                         "clients": [{"client_id": AGENT, "name": "Demo agent",
-                                      "redirect_uris": [f"{gateway}/demo-agent/callback"]}]},
+                         "users": [{"username": u, "password_hash": hash_password(p),
+                                    "claims": {"roles": ["mail-user"]}} for u, p in GATEWAY_USERS.items()],
+                         "clients": [{"client_id": a, "name": a, "redirect_uris": [f"{gateway}/{a}/callback"]}
+                                     for a in agents]},
             "user_grants": [{"role": "mail-user", "tools": ["mail.*"]}],
         },
         "providers": [{"name": PROVIDER, "issuer": mail.issuer, "client_id": mail.client_id,
                        "client_secret_env": "DEMO_MAIL_CLIENT_SECRET", "scopes": ["mail.read", "mail.send"],
                        "resource": mail.mcp_url}],
         "upstreams": [{"name": "mail", "url": mail.mcp_url, "provider": PROVIDER, "timeout_seconds": 15}],
-        "gateways": [{"name": "default", "agents": {AGENT: ["mail.*"]}}],
+        "gateways": [{"name": "default", "agents": {a: ["mail.*"] for a in agents}}],
         "audit": {"database": str(workdir / "audit.db")},
     }
 
 
 @contextlib.contextmanager
-def stage(workdir: Path) -> Iterator[Stage]:
+def stage(workdir: Path, *, agents: tuple[str, ...] = (AGENT,), access_token_ttl: int = 300) -> Iterator[Stage]:
     """Everything running on loopback until the block ends; processes are stopped however it ends."""
     gw_port = _free_port()
     gateway = f"http://127.0.0.1:{gw_port}"
     secret = secrets.token_urlsafe(24)
     env = {**demo_mail.child_env(), "DEMO_MAIL_CLIENT_SECRET": secret,
            "INTERLOCK_VAULT_KEYS": new_key_line("demo")}
-    with demo_mail.start(client_id="interlock", client_secret=secret,
-                         redirect_uris=[f"{gateway}/connect/callback"]) as mail:
+    with demo_mail.start(client_id="interlock", client_secret=secret, redirect_uris=[f"{gateway}/connect/callback"],
+                         access_token_ttl=access_token_ttl) as mail:
         config_path = workdir / "interlock.yaml"
-        config_path.write_text(yaml.safe_dump(_config(workdir, gw_port, mail), sort_keys=False))
+        config_path.write_text(yaml.safe_dump(_config(workdir, gw_port, mail, agents), sort_keys=False))
         log = (workdir / "gateway.log").open("wb")
         proc = subprocess.Popen([sys.executable, "-m", "registry.cli", "serve", "-c", str(config_path)],
                                 cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -143,33 +145,33 @@ class Narrator:
         self.out(f"      {text}")
 
 
-async def agent_token(stage: Stage, http: httpx2.AsyncClient) -> str:
+async def agent_token(stage: Stage, http: httpx2.AsyncClient, agent: str = AGENT, user: str = USER) -> str:
     """The agent signs its user in at the gateway's issuer: authorization code + PKCE."""
     verifier = secrets.token_urlsafe(48)
     challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).decode().rstrip("=")
-    redirect = f"{stage.gateway}/demo-agent/callback"
+    redirect = f"{stage.gateway}/{agent}/callback"
     state = secrets.token_urlsafe(16)
-    query = urlencode({"response_type": "code", "client_id": AGENT, "redirect_uri": redirect, "state": state,
+    query = urlencode({"response_type": "code", "client_id": agent, "redirect_uri": redirect, "state": state,
                        "code_challenge": challenge, "code_challenge_method": "S256", "scope": "openid",
                        "resource": stage.mcp_url})
-    visit = await browse(http, f"{stage.gateway}/idp/authorize?{query}", {stage.gateway: (USER, USER_PASSWORD)},
+    visit = await browse(http, f"{stage.gateway}/idp/authorize?{query}", {stage.gateway: (user, GATEWAY_USERS[user])},
                          stop_at=lambda url: url.startswith(redirect))
     answer = parse_qs(urlsplit(visit.url).query)
     if answer.get("state") != [state] or "code" not in answer:
         raise DemoFailed(f"sign-in at the gateway's issuer did not return a code: {visit.url[:200]}")
     r = await http.post(f"{stage.gateway}/idp/token", data={
         "grant_type": "authorization_code", "code": answer["code"][0], "code_verifier": verifier,
-        "redirect_uri": redirect, "client_id": AGENT, "resource": stage.mcp_url})
+        "redirect_uri": redirect, "client_id": agent, "resource": stage.mcp_url})
     if r.status_code != 200:
         raise DemoFailed(f"the token request failed: {r.text[:200]}")
     return str(r.json()["access_token"])
 
 
-async def user_connects(stage: Stage, url: str) -> str:
+async def user_connects(stage: Stage, url: str, user: str = USER) -> str:
     """The user opens the link: signs in at the gateway, then at the mail provider, and allows."""
     async with httpx2.AsyncClient(timeout=20) as browser:
-        visit = await browse(browser, url, {stage.gateway: (USER, USER_PASSWORD),
-                                            stage.mail.issuer: (USER, MAIL_PASSWORD)})
+        visit = await browse(browser, url, {stage.gateway: (user, GATEWAY_USERS[user]),
+                                            stage.mail.issuer: (user, f"{user}-password")})
     if visit.status != 200 or "is connected" not in visit.text:
         raise DemoFailed(f"connecting did not finish (HTTP {visit.status})")
     return "connected"
