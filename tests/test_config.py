@@ -178,7 +178,8 @@ def test_a_file_with_many_problems_lists_every_one_with_its_path() -> None:
         "gateways[1].agents.claude[1]: unknown tool pattern `ma*.x`; write `server.tool`, where "
         "`server` is an upstream name or `*` and `tool` may use `*` (e.g. `mail.*`)",
         "gateways[2]: expected a mapping, got integer",
-        "unknown top-level field `extras`; expected one of `server`, `identity`, `upstreams`, `gateways`, `policy`, `audit`, `providers`, `vault`",
+        "unknown top-level field `extras`; expected one of `server`, `identity`, `upstreams`, `gateways`, "
+        "`policy`, `audit`, `providers`, `vault`",
     ]
 
 
