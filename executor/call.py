@@ -3,10 +3,11 @@
 Direct agent calls and (later) every skill step enter here. The path of one call:
 
     decision  = snapshot.decide(principal, gateway, tool)   agent ∩ user ∩ scopes ∩ blessed ∩ ¬deny
-    (audit intent, fail closed)                             -- audit issue
+    audit.call_decided(...)                                 decision (+ intent when allowed), one transaction;
+                                                            cannot be written -> the call is not made
     credential = vault.credential(agent, user, provider)    none, revoked, refresh refused -> authorization request
     result    = upstream.call_tool(server, tool, args, credential)   a 401 upstream -> authorization request
-    (audit outcome)                                         -- audit issue
+    audit.call_finished(...)                                outcome and latency, however the call ended
 
 No other module may call ``UpstreamPool.call_tool``; ``tests/test_choke_point.py``
 fails if one does.
@@ -15,17 +16,27 @@ fails if one does.
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any, Protocol
 
+import anyio
 import mcp.types as types
 
+from executor.audit import AuditUnavailableError, Outcome
+from executor.audit_recorder import CallAudit, PendingCall, StepContext
 from executor.connections import ConnectionKey
-from executor.errors import AccessDeniedError, ToolUnavailableError, UpstreamError, UpstreamUnauthorizedError
+from executor.errors import (
+    AccessDeniedError,
+    ToolUnavailableError,
+    UpstreamError,
+    UpstreamTimeoutError,
+    UpstreamUnauthorizedError,
+)
 from executor.policy import DENIED_BY_RULE, SCOPE_MISSING, USER_NOT_GRANTED, Decision
 from executor.principal import Principal
 from executor.provider_client import ProviderError
 from executor.upstream import Credential, UpstreamPool
-from executor.vault import Vault
+from executor.vault import AuthorizationRequired, Vault
 
 log = logging.getLogger(__name__)
 
@@ -68,42 +79,90 @@ def not_available(tool: str) -> ToolUnavailableError:
     )
 
 
+def not_audited(tool: str) -> types.CallToolResult:
+    """What the agent gets when the intent could not be written: a tool error, and nothing called."""
+    return types.CallToolResult(content=[types.TextContent(type="text", text=(
+        f"`{tool}` was not called: the action could not be audited (audit_unavailable), so it was not taken; "
+        "try again later, or ask an admin to check the audit database"))], is_error=True)
+
+
 class Executor:
-    def __init__(self, catalog: _Catalog, upstreams: UpstreamPool, vault: Vault | None = None) -> None:
+    def __init__(self, catalog: _Catalog, upstreams: UpstreamPool, vault: Vault | None = None, *,
+                 audit: CallAudit) -> None:
         self._catalog = catalog
         self._upstreams = upstreams
         self._vault = vault
+        self._audit = audit
 
     async def call(
-        self, principal: Principal, gateway: str, tool: str, arguments: dict[str, Any]
+        self, principal: Principal, gateway: str, tool: str, arguments: dict[str, Any], *,
+        step: StepContext | None = None,
     ) -> types.CallToolResult:
-        """Decide, then invoke. Denials raise ``ToolUnavailableError`` or ``AccessDeniedError``;
+        """Decide, audit, then invoke. Denials raise ``ToolUnavailableError`` or ``AccessDeniedError``;
         upstream failures come back as an error result the model can read (the call was allowed;
-        the upstream failed)."""
+        the upstream failed), and so does a call whose intent could not be audited (nothing is
+        called then). ``step`` names the skill run a skill step belongs to, for the audit."""
         snapshot = self._catalog.current()
         decision = snapshot.decide(principal, gateway, tool)
+        entry: Any = snapshot.tools.get(tool)
+        try:
+            pending = self._audit.call_decided(principal, gateway, tool, arguments, decision, step=step,
+                                               tool_version=getattr(entry, "pinned_hash", None))
+        except AuditUnavailableError as exc:
+            log.error("audit unavailable, refusing %s: %s", tool, exc.message)
+            if not decision.allowed:
+                raise denial(tool, decision) from None
+            return not_audited(tool)
         if not decision.allowed:
             log.info("deny %s agent=%s user=%s tool=%s", decision.reason, principal.agent, principal.user, tool)
             raise denial(tool, decision)
-        entry = snapshot.tools[tool]
-        spec = snapshot.servers[entry.server]
+        started = time.perf_counter()
+        try:
+            result = await self._invoke(principal, snapshot.servers[entry.server], entry.upstream_name, arguments)
+        except AuthorizationRequired as exc:
+            self._finished(pending, started, "authorization_required", exc.code, authorization=exc)
+            raise
+        except (UpstreamError, ProviderError) as exc:
+            log.warning("upstream failure on %s: %s", tool, exc.code)
+            self._finished(pending, started, "timeout" if isinstance(exc, UpstreamTimeoutError) else "upstream_error",
+                           exc.code)
+            return types.CallToolResult(content=[types.TextContent(type="text", text=exc.message)], is_error=True)
+        except BaseException as exc:
+            cancelled = isinstance(exc, anyio.get_cancelled_exc_class())
+            self._finished(pending, started, "cancelled" if cancelled else "error", getattr(exc, "code", None))
+            raise
+        self._finished(pending, started, "tool_error" if result.is_error else "success")
+        return result
+
+    def _finished(self, pending: PendingCall, started: float, outcome: Outcome, error: str | None = None, *,
+                  authorization: AuthorizationRequired | None = None) -> None:
+        latency_ms = (time.perf_counter() - started) * 1000
+        try:
+            if authorization is not None:
+                self._audit.call_needs_authorization(pending, latency_ms, provider=authorization.provider,
+                                                     flow=authorization.flow_id)
+            else:
+                self._audit.call_finished(pending, outcome, latency_ms, error=error)
+        except AuditUnavailableError as exc:
+            # The call has happened: its result is the agent's, and the trail shows an intent without an outcome.
+            log.error("could not audit the outcome of request %s: %s", pending.event.request_id, exc.message)
+
+    async def _invoke(self, principal: Principal, spec: Any, upstream_tool: str, arguments: dict[str, Any]
+                      ) -> types.CallToolResult:
         key: ConnectionKey | None = None
         scopes: list[str] = []
         try:
             credential = None
             if spec.provider is not None:
                 # Raises AuthorizationRequired when there is no usable connection: nothing is called.
-                key, scopes, credential = await self._credential(principal, spec, entry.upstream_name)
-            return await self._upstreams.call_tool(spec, entry.upstream_name, arguments, credential)
+                key, scopes, credential = await self._credential(principal, spec, upstream_tool)
+            return await self._upstreams.call_tool(spec, upstream_tool, arguments, credential)
         except UpstreamUnauthorizedError:
             if self._vault is None or key is None:
                 raise
             # The provider no longer honours the token (revoked at its end): ask the user again.
             self._vault.forget(key)
             raise await self._vault.authorization_request(key, scopes) from None
-        except (UpstreamError, ProviderError) as exc:
-            log.warning("upstream failure on %s: %s", tool, exc.code)
-            return types.CallToolResult(content=[types.TextContent(type="text", text=exc.message)], is_error=True)
 
     async def _credential(self, principal: Principal, spec: Any, upstream_tool: str
                           ) -> tuple[ConnectionKey, list[str], Credential]:

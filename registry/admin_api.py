@@ -4,7 +4,8 @@ Authorized like everything else, by a bearer token from a trusted issuer, whose
 audience is ``{public_url}/admin/api``, and by the admin decision
 (``executor.policy.is_admin``): an admin *user* acting through an admin *client*.
 An agent never gets admin power from its user's admin role. Everything here the
-CLI can do too; both call the same registry functions.
+CLI can do too; both call the same registry functions. Every change is
+recorded in the audit trail as made by the admin (client and user).
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.di import Provide
 
+from executor.audit import AuditUnavailableError
+from executor.audit_recorder import Actor, AdminAudit, Recorder
 from executor.errors import AuthenticationError, CatalogError
 from executor.identity import TokenVerifier
 from executor.principal import Principal
@@ -39,8 +42,11 @@ def admin_denied(_: Request[Any, Any, Any], exc: AdminDenied) -> Response[Any]:
 
 
 def admin_controller(store: Store, catalog: Catalog, verifier: TokenVerifier, upstreams: UpstreamPool,
-                     base_url: str) -> type[Controller]:
+                     base_url: str, audit: Recorder | None = None) -> type[Controller]:
     resource = f"{base_url.rstrip('/')}/admin/api"
+
+    def audited_by(admin: Principal) -> AdminAudit | None:
+        return audit.admin(Actor.of(admin)) if audit is not None else None
 
     async def current_admin(request: Request[Any, Any, Any]) -> Principal:
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
@@ -80,15 +86,19 @@ def admin_controller(store: Store, catalog: Catalog, verifier: TokenVerifier, up
         @post("/tools/{name:str}/bless", status_code=200)
         async def bless(self, admin: Principal, name: str) -> Any:
             try:
-                return msgspec.to_builtins(bless_tools(store, [name]))
+                return msgspec.to_builtins(bless_tools(store, [name], audited_by(admin)))
             except CatalogError as exc:
                 raise AdminDenied(400, exc.code, exc.message) from None
+            except AuditUnavailableError as exc:
+                raise AdminDenied(503, exc.code, f"the change was made, but not audited: {exc.message}") from None
 
         @post("/servers/{name:str}/sync", status_code=200)
         async def sync(self, admin: Principal, name: str) -> Any:
             try:
-                return msgspec.to_builtins(await sync_server(store, upstreams, name))
+                return msgspec.to_builtins(await sync_server(store, upstreams, name, audited_by(admin)))
             except CatalogError as exc:
                 raise AdminDenied(400, exc.code, exc.message) from None
+            except AuditUnavailableError as exc:
+                raise AdminDenied(503, exc.code, f"the change was made, but not audited: {exc.message}") from None
 
     return AdminController

@@ -20,14 +20,18 @@ from litestar.handlers import asgi
 from litestar.openapi import OpenAPIConfig
 from litestar.types import Receive, Scope, Send
 
+from executor.audit import AuditLog
+from executor.audit_recorder import Actor, Recorder
 from executor.call import Executor
-from executor.errors import CatalogError
+from executor.errors import CatalogError, StoreError
 from executor.identity import TokenVerifier
 from executor.idp.issuer import EmbeddedIssuer
 from executor.resource_metadata import metadata, resource_uri
+from executor.skill_runner import SkillRunner
 from executor.upstream import UpstreamPool
 from executor.vault import Vault
 from registry.admin_api import admin_controller
+from registry.audit_store import GatewayArguments, open_configured, retention_watch
 from registry.catalog import Catalog
 from registry.config import ClientConfig, Config
 from registry.connect_routes import LoginClient, connect_routes
@@ -54,23 +58,27 @@ class Runtime:
     vault: Vault | None = None
     http: httpx2.AsyncClient | None = None
     """Outbound HTTP to providers and identity providers (not to upstreams: the pool has its own)."""
+    audit: Recorder | None = None
+    """The audit trail's recording API (always set by ``build_runtime``)."""
 
 
 CONNECT_CLIENT = "interlock-connect"
 """Interlock's own client at the embedded issuer, through which users sign in at `/connect`."""
 
 
-def build_runtime(config: Config, store: Store) -> Runtime:
+def build_runtime(config: Config, store: Store, audit_log: AuditLog | None = None) -> Runtime:
+    """``audit_log``: the trail to record to (default: open the one ``config.audit`` names)."""
     base_url = config.server.base_url()
+    audit = Recorder(audit_log or open_configured(config.audit), GatewayArguments(store))
     catalog = Catalog(store)
     upstreams = UpstreamPool()
     http = httpx2.AsyncClient(timeout=httpx2.Timeout(15.0))
     # Vault keys and provider secrets are read from the environment here, once, at start-up.
     vault = build_vault(store, base_url=base_url, env=os.environ, config=config.vault,
                         database=config.server.database, http=http)
-    executor = Executor(catalog, upstreams, vault)
+    executor = Executor(catalog, upstreams, vault, audit=audit)
     verifier = TokenVerifier(catalog.current().issuers)
-    surface = McpSurface(catalog, executor, verifier, base_url)
+    surface = McpSurface(catalog, executor, verifier, base_url, SkillRunner(executor, catalog, store))
     issuer = None
     if config.identity.embedded.enabled:
         embedded = config.identity.embedded
@@ -82,7 +90,7 @@ def build_runtime(config: Config, store: Store) -> Runtime:
         issuer = EmbeddedIssuer(with_connect, store, environ=os.environ,
                                 resources=lambda: own | {resource_uri(base_url, g) for g in catalog.current().gateways})
         verifier.register_local_issuer(issuer)
-    return Runtime(config, store, catalog, upstreams, executor, verifier, surface, issuer, vault, http)
+    return Runtime(config, store, catalog, upstreams, executor, verifier, surface, issuer, vault, http, audit)
 
 
 def login_client(runtime: Runtime, issuer: str) -> LoginClient | None:
@@ -101,9 +109,10 @@ async def sync_all(runtime: Runtime, *, only_unsynced: bool) -> None:
 
     async def one(name: str) -> None:
         try:
-            report = await sync_server(runtime.store, runtime.upstreams, name)
+            audit = runtime.audit.admin(Actor("interlock-server")) if runtime.audit else None
+            report = await sync_server(runtime.store, runtime.upstreams, name, audit)
             log.info("synced %s: %s", name, report.counts)
-        except CatalogError as exc:
+        except (CatalogError, StoreError) as exc:
             log.warning("%s", exc.message)
 
     async with anyio.create_task_group() as tg:
@@ -147,6 +156,8 @@ def create_app(runtime: Runtime) -> Litestar:
             # does not answer with an empty catalogue.
             await sync_all(runtime, only_unsynced=True)
             tg.start_soon(_drift_watch, runtime)
+            if runtime.audit is not None:
+                tg.start_soon(retention_watch, runtime.audit.log, runtime.config.audit.retention_days)
             try:
                 yield
             finally:
@@ -158,7 +169,8 @@ def create_app(runtime: Runtime) -> Litestar:
                 if runtime.http is not None:
                     await runtime.http.aclose()
 
-    admin = admin_controller(runtime.store, runtime.catalog, runtime.verifier, runtime.upstreams, base_url)
+    admin = admin_controller(runtime.store, runtime.catalog, runtime.verifier, runtime.upstreams, base_url,
+                             runtime.audit)
     idp = idp_routes(runtime.issuer, base_url) if runtime.issuer is not None else []
     connect = []
     if runtime.vault is not None and runtime.http is not None:

@@ -21,7 +21,9 @@ import mcp.types as types
 
 from executor.policy import NEVER, Decision, GatewayGrants, Policy, Rule, ToolFacts, UserGrants, decide, is_admin
 from executor.principal import Principal
+from executor.skill_format import skill_is_listable
 from registry.config import AdminConfig, IssuerConfig, PolicyConfig, UpstreamConfig, UserGrant, compile_pattern
+from registry.skill_registry import SkillVersion, exposed_on, list_skills
 from registry.store import Store
 
 log = logging.getLogger(__name__)
@@ -52,6 +54,22 @@ class Snapshot:
     issuers: list[IssuerConfig]
     policy: Policy
     admin: AdminConfig = field(default_factory=AdminConfig)
+    skills: dict[str, SkillVersion] = field(default_factory=dict)
+    """The latest published, unyanked version of each skill."""
+    skill_patterns: dict[str, list[str]] = field(default_factory=dict)
+    """gateway -> the skill name patterns it exposes."""
+
+    def skill_visible(self, principal: Principal, gateway: str, name: str) -> SkillVersion | None:
+        """The skill, if this gateway exposes it and *every* step it could run is allowed for this
+        principal (invariant 8: a skill is listed only when all its steps are)."""
+        version = self.skills.get(name)
+        if version is None or not exposed_on(self.skill_patterns.get(gateway, []), name):
+            return None
+        listable = skill_is_listable(version.skill, lambda tool: self.decide(principal, gateway, tool).allowed)
+        return version if listable else None
+
+    def visible_skills(self, principal: Principal, gateway: str) -> list[SkillVersion]:
+        return [v for name in sorted(self.skills) if (v := self.skill_visible(principal, gateway, name))]
 
     def is_admin(self, principal: Principal) -> Decision:
         perms = {f"role:{self.admin.role}"} if self.admin.role else set()
@@ -133,8 +151,10 @@ def build_snapshot(store: Store, generation: int) -> Snapshot:
     listing = sorted(n for n, t in tools.items() if t.exposed is not None)
     issuers = [i.spec for i in store.list_issuers()]
     access = store.get_access_policy()
+    skills = {v.name: v for v in list_skills(store)}
+    patterns = {g.name: list(g.spec.skills) for g in store.list_gateways()}
     return Snapshot(generation, gateways, tools, listing, servers, issuers,
-                    build_policy(access.user_grants, access.policy), access.admin)
+                    build_policy(access.user_grants, access.policy), access.admin, skills, patterns)
 
 
 class Catalog:

@@ -17,9 +17,11 @@ from typing import Any
 import anyio
 import msgspec
 
+from executor.audit_recorder import Recorder
 from executor.errors import ConfigError, InterlockError
 from executor.upstream import UpstreamPool
-from registry import cli_connections, cli_token
+from registry import cli_audit, cli_connections, cli_demo, cli_skills, cli_token
+from registry.audit_store import open_configured
 from registry.config import Config, UpstreamConfig, check_tool_patterns, default_config, load_config
 from registry.sqlite_store import open_store
 from registry.store import ApplyReport, Store
@@ -72,7 +74,8 @@ def cmd_apply(args: argparse.Namespace) -> int:
     config = load_config(args.file, known_servers=_known_servers(args))
     store = _store(args)
     try:
-        _print_apply(store.apply_config(config))
+        with cli_audit.admin_audit(args, config.audit) as audit:
+            _print_apply(cli_audit.apply_audited(store, config, audit))
     finally:
         store.close()
     return 0
@@ -97,18 +100,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if overrides:
         server = msgspec.structs.replace(server, **overrides)
         config = msgspec.structs.replace(config, server=server)
+    if args.audit_db:
+        config = msgspec.structs.replace(config, audit=msgspec.structs.replace(config.audit, database=args.audit_db))
     store = open_store(server.database)
     problems = check_tool_patterns(config, [s.name for s in store.list_servers() if s.source == "cli"])
     if problems:
         raise ConfigError(problems, source=args.config or "the default config")
     # With a file, the file is the truth. Without one, the built-in default seeds an empty
     # store only: it must never wipe what an earlier `interlock apply` put there.
+    audit_log = open_configured(config.audit)
     if args.config or not store.list_gateways():
-        _print_apply(store.apply_config(config))
-    runtime = build_runtime(config, store)
+        _print_apply(cli_audit.apply_audited(store, config, Recorder(audit_log).admin(cli_audit.cli_actor())))
+    runtime = build_runtime(config, store, audit_log)
     print(f"interlock serving {server.base_url()}/mcp/<gateway>  (store: {server.database})", flush=True)
     uvicorn.run(create_app(runtime), host=server.host, port=server.port, log_level=args.log_level,
                 lifespan="on")
+    audit_log.close()
     store.close()
     return 0
 
@@ -131,7 +138,8 @@ def cmd_servers_bless(args: argparse.Namespace) -> int:
                           timeout_seconds=args.timeout)
     store = _store(args)
     try:
-        _print_sync(_with_pool(lambda pool: bless_server(store, pool, spec)))
+        with cli_audit.admin_audit(args) as audit:
+            _print_sync(_with_pool(lambda pool: bless_server(store, pool, spec, audit)))
     finally:
         store.close()
     return 0
@@ -142,11 +150,12 @@ def cmd_servers_sync(args: argparse.Namespace) -> int:
     try:
         names = args.names or [s.name for s in store.list_servers()]
 
-        async def run(pool: UpstreamPool) -> list[SyncReport]:
-            return [await sync_server(store, pool, n) for n in names]
+        with cli_audit.admin_audit(args) as audit:
+            async def run(pool: UpstreamPool) -> list[SyncReport]:
+                return [await sync_server(store, pool, n, audit) for n in names]
 
-        for report in _with_pool(run):
-            _print_sync(report)
+            for report in _with_pool(run):
+                _print_sync(report)
     finally:
         store.close()
     return 0
@@ -180,7 +189,10 @@ def cmd_servers_unbless(args: argparse.Namespace) -> int:
         if server.source == "config":
             raise InterlockError(f"server `{args.name}` comes from the config file; remove it there and "
                                  "run `interlock apply`")
-        store.delete_server(args.name)
+        with cli_audit.admin_audit(args) as audit:
+            tools = [t.exposed_name for t in store.list_tools(args.name)]
+            store.delete_server(args.name)
+            audit.change("unbless_server", args.name, {"tools": tools})
         print(f"unblessed {args.name}")
     finally:
         store.close()
@@ -206,8 +218,9 @@ def cmd_tools_list(args: argparse.Namespace) -> int:
 def cmd_tools_bless(args: argparse.Namespace) -> int:
     store = _store(args)
     try:
-        for tool in bless_tools(store, args.names):
-            print(f"blessed {tool.exposed_name} {tool.pinned_hash[:19]}")
+        with cli_audit.admin_audit(args) as audit:
+            for tool in bless_tools(store, args.names, audit):
+                print(f"blessed {tool.exposed_name} {tool.pinned_hash[:19]}")
     finally:
         store.close()
     return 0
@@ -216,6 +229,8 @@ def cmd_tools_bless(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="interlock", description="An actions runtime for AI agents.")
     p.add_argument("--db", help="store file (default: interlock.db, or the config's server.database)")
+    p.add_argument("--audit-db", help="audit trail file (default: interlock-audit.db, or the config's "
+                                      "audit.database)")
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("serve", help="run the gateway")
@@ -256,8 +271,11 @@ def build_parser() -> argparse.ArgumentParser:
     tb.add_argument("names", nargs="+", metavar="SERVER.TOOL")
     tb.set_defaults(fn=cmd_tools_bless)
 
+    cli_audit.register(sub)
     cli_connections.register(sub)
     cli_token.register(sub)
+    cli_demo.register(sub)
+    cli_skills.register(sub)
     return p
 
 

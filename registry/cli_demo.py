@@ -1,4 +1,4 @@
-"""``interlock demo``: the live revocation scenario end to end (see registry/demo.py)."""
+"""``interlock demo``: the live revocation scenario end to end (see examples/revocation_demo.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ ERAS = {"2025-11-25": "legacy", "2026-07-28": "2026-07-28"}
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from registry.demo import run
+    from examples.revocation_demo import run
 
     eras = list(ERAS) if args.era == "both" else [args.era]
     for i, era in enumerate(eras):

@@ -434,6 +434,7 @@ class _Validator:
             ClientConfig: self._embedded_client,
             EmbeddedIssuerConfig: self._embedded,
             ProviderConfig: self._provider,
+            AuditConfig: self._audit,
         }
 
     def run(self) -> list[str]:
@@ -689,6 +690,23 @@ class _Validator:
         if f["enabled"] is True and not self.dev_mode and self._plain_http_off_loopback():
             self._problem(f"{path}.enabled", "the embedded issuer needs https: set `server.public_url` to the "
                                              "https URL agents reach, or `server.dev_mode: true` for development")
+
+    def _audit(self, f: dict[str, Any], path: str) -> None:
+        database = f["database"]
+        if database == "":
+            self._problem(f"{path}.database", "must not be empty")
+        server = self.data.get("server") if isinstance(self.data, dict) else None
+        store = server.get("database", "interlock.db") if isinstance(server, dict) else "interlock.db"
+        if isinstance(database, str) and database == store:
+            self._problem(f"{path}.database", f"`{database}` is the config store (`server.database`); the audit "
+                                              "trail needs its own file, e.g. `interlock-audit.db`")
+        if f["checkpoint_every"] is not _INVALID and f["checkpoint_every"] < 1:
+            self._problem(f"{path}.checkpoint_every", "must be 1 or more (events between signed checkpoints)")
+        if f["retention_days"] is not _INVALID and f["retention_days"] < 0:
+            self._problem(f"{path}.retention_days", "must be 0 (keep everything) or a number of days")
+        if f["signing_key_file"] == "":
+            self._problem(f"{path}.signing_key_file", "must not be empty; leave it out to keep the key beside "
+                                                      "the database")
 
     def _plain_http_off_loopback(self) -> bool:
         server = self.data.get("server") if isinstance(self.data, dict) else None

@@ -188,6 +188,60 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX connect_flows_provider_state ON connect_flows (provider_state)",
         ),
     ),
+    Migration(
+        6,
+        "skills: published versions, immutable, with their digest; yanked ones kept for audit",
+        (
+            """CREATE TABLE skill_versions (
+                name TEXT NOT NULL,
+                version TEXT NOT NULL,
+                digest TEXT NOT NULL,
+                document TEXT NOT NULL,
+                source TEXT NOT NULL,
+                published_at TEXT NOT NULL,
+                yanked_at TEXT,
+                PRIMARY KEY (name, version)
+            )""",
+        ),
+    ),
+    Migration(
+        7,
+        "skill runs and their steps, persisted so a paused run resumes where it stopped",
+        (
+            """CREATE TABLE runs (
+                id TEXT PRIMARY KEY,
+                skill TEXT NOT NULL,
+                version TEXT NOT NULL,
+                digest TEXT NOT NULL,
+                gateway TEXT NOT NULL,
+                agent TEXT NOT NULL,
+                issuer TEXT NOT NULL,
+                subject TEXT NOT NULL,
+                inputs_digest TEXT NOT NULL,
+                inputs TEXT NOT NULL,
+                status TEXT NOT NULL,
+                next_step INTEGER NOT NULL,
+                outputs TEXT,
+                error TEXT,
+                created_at REAL NOT NULL,
+                updated_at REAL NOT NULL
+            )""",
+            "CREATE INDEX runs_resume ON runs (skill, version, gateway, agent, issuer, subject, inputs_digest, status)",
+            """CREATE TABLE run_steps (
+                run_id TEXT NOT NULL,
+                step_index INTEGER NOT NULL,
+                step_id TEXT NOT NULL,
+                tool TEXT NOT NULL,
+                status TEXT NOT NULL,
+                attempts INTEGER NOT NULL,
+                output TEXT,
+                error TEXT,
+                started_at REAL NOT NULL,
+                finished_at REAL NOT NULL,
+                PRIMARY KEY (run_id, step_index)
+            )""",
+        ),
+    ),
 )
 
 _BOOKKEEPING = """CREATE TABLE IF NOT EXISTS schema_migrations (

@@ -15,6 +15,8 @@ process). Records are msgspec structs; specs and tool definitions are stored as 
     tools      (server, name, definition, pinned_hash, status,
                 live_definition, live_hash, updated_at)         primary key (server, name)
     gateways   (name, spec, source)
+    skill_versions (name, version, digest, document, source,
+                published_at, yanked_at)                        primary key (name, version)
     schema_migrations (version, description, applied_at)        see ``registry.migrations``
 """
 
@@ -36,7 +38,8 @@ from registry.migrations import MIGRATIONS, Migration, check_version, immediate,
 from registry.records import AccessPolicy, GatewayRecord, IssuerRecord, ServerRecord, ToolRecord
 from registry.sqlite_connection_store import SQLiteConnectionStore
 from registry.sqlite_issuer_store import SQLiteIssuerStore
-from registry.store import ApplyReport, Change
+from registry.sqlite_run_store import SQLiteRunStore
+from registry.store import ApplyReport, Change, SkillVersionRecord
 
 BUSY_TIMEOUT_SECONDS = 5.0
 _SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -148,6 +151,9 @@ _PROVIDERS = _Kind(
     "DELETE FROM providers WHERE name = ?",
 )
 
+_SKILL_COLUMNS = "name, version, digest, document, source, published_at, yanked_at"
+_SELECT_SKILL = f"SELECT {_SKILL_COLUMNS} FROM skill_versions"
+
 _INSERT_TOOL = (
     "INSERT INTO tools (server, name, definition, pinned_hash, status, live_definition, live_hash, "
     "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
@@ -157,7 +163,7 @@ _SELECT_TOOLS = (
 )
 
 
-class SQLiteStore(SQLiteIssuerStore, SQLiteConnectionStore):
+class SQLiteStore(SQLiteIssuerStore, SQLiteConnectionStore, SQLiteRunStore):
     """``Store`` over one SQLite file. Build it with ``open_store``."""
 
     def __init__(self, db: Database, name: str) -> None:
@@ -302,6 +308,44 @@ class SQLiteStore(SQLiteIssuerStore, SQLiteConnectionStore):
             row = db.execute("SELECT spec FROM settings WHERE name = 'access'").fetchone()
             return AccessPolicy() if row is None else msgspec.json.decode(row[0], type=AccessPolicy)
 
+    def put_skill_version(self, record: SkillVersionRecord) -> SkillVersionRecord:
+        with self._writing() as db:
+            key = [record.name, record.version]
+            row = db.execute(_SELECT_SKILL + " WHERE name = ? AND version = ?", key).fetchone()
+            if row is not None:
+                return _skill_version(*row)
+            db.execute(
+                f"INSERT INTO skill_versions ({_SKILL_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [record.name, record.version, record.digest, record.document, record.source, record.published_at,
+                 record.yanked_at],
+            )
+            self._bump()
+            return record
+
+    def get_skill_version(self, name: str, version: str) -> SkillVersionRecord | None:
+        with self._reading() as db:
+            row = db.execute(_SELECT_SKILL + " WHERE name = ? AND version = ?", [name, version]).fetchone()
+            return None if row is None else _skill_version(*row)
+
+    def list_skill_versions(self, name: str | None = None) -> list[SkillVersionRecord]:
+        with self._reading() as db:
+            if name is None:
+                rows = db.execute(_SELECT_SKILL + " ORDER BY name, published_at, version").fetchall()
+            else:
+                rows = db.execute(_SELECT_SKILL + " WHERE name = ? ORDER BY published_at, version", [name]).fetchall()
+            return [_skill_version(*row) for row in rows]
+
+    def yank_skill_version(self, name: str, version: str, yanked_at: str) -> SkillVersionRecord | None:
+        with self._writing() as db:
+            changed = db.execute(
+                "UPDATE skill_versions SET yanked_at = ? WHERE name = ? AND version = ? AND yanked_at IS NULL",
+                [yanked_at, name, version],
+            ).rowcount > 0
+            if changed:
+                self._bump()
+            row = db.execute(_SELECT_SKILL + " WHERE name = ? AND version = ?", [name, version]).fetchone()
+            return None if row is None else _skill_version(*row)
+
     def apply_config(self, config: Config) -> ApplyReport:
         with self._writing():
             changes = [
@@ -396,6 +440,12 @@ def _tool(
         },
         ToolRecord,
     )
+
+
+def _skill_version(name: str, version: str, digest: str, document: str, source: str, published_at: str,
+                   yanked_at: str | None) -> SkillVersionRecord:
+    return SkillVersionRecord(name=name, version=version, digest=digest, document=document, source=source,
+                              published_at=published_at, yanked_at=yanked_at)
 
 
 def _tool_row(t: ToolRecord) -> list[Any]:

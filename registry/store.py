@@ -23,6 +23,7 @@ from executor.idp.records import (
     RefreshTokenRecord,
     RefreshUse,
 )
+from executor.runs import RunStore
 from registry.config import Config, ProviderConfig
 from registry.records import AccessPolicy, GatewayRecord, IssuerRecord, ServerRecord, ToolRecord
 
@@ -41,6 +42,23 @@ class ApplyReport(msgspec.Struct, frozen=True):
     @property
     def changed(self) -> bool:
         return bool(self.changes)
+
+
+class SkillVersionRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """One published version of a skill (``registry.skill_registry``). Immutable once stored,
+    except for ``yanked_at``."""
+
+    name: str
+    version: str
+    digest: str
+    """`sha256:<hex>` of the canonical form of ``document``."""
+    document: str
+    """The parsed YAML as JSON, keys in the order written; ``digest`` is over its canonical form
+    (sorted keys, ``executor.skill_format.canonical_json``)."""
+    source: str
+    """The YAML text as published (comments and all), for `interlock skills show`."""
+    published_at: str
+    yanked_at: str | None = None
 
 
 class IssuerStore(Protocol):
@@ -85,7 +103,7 @@ class IssuerStore(Protocol):
         ...
 
 
-class Store(IssuerStore, ConnectionStore, Protocol):
+class Store(IssuerStore, ConnectionStore, RunStore, Protocol):
     def generation(self) -> int:
         """A counter bumped by every write; cheap enough to read on every request."""
         ...
@@ -114,6 +132,21 @@ class Store(IssuerStore, ConnectionStore, Protocol):
     def list_providers(self) -> list[ProviderConfig]: ...
     def get_access_policy(self) -> AccessPolicy:
         """The user-side grants, admin claim and policy rules last applied (empty when never)."""
+        ...
+
+    # skills
+    def put_skill_version(self, record: SkillVersionRecord) -> SkillVersionRecord:
+        """Store ``record`` unless its (name, version) exists, atomically; return the stored row
+        (the existing one when there was one: the caller compares digests). Bumps ``generation``
+        only when it inserted."""
+        ...
+    def get_skill_version(self, name: str, version: str) -> SkillVersionRecord | None: ...
+    def list_skill_versions(self, name: str | None = None) -> list[SkillVersionRecord]:
+        """Every version, yanked ones included, by name and then in publishing order."""
+        ...
+    def yank_skill_version(self, name: str, version: str, yanked_at: str) -> SkillVersionRecord | None:
+        """Mark a version yanked (kept for audit, no longer served); None when it does not exist.
+        Yanking a yanked version changes nothing. Bumps ``generation`` when it changed the row."""
         ...
 
     def apply_config(self, config: Config) -> ApplyReport:

@@ -13,7 +13,9 @@ so every message is authorized with the token it arrived with.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import heapq
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -35,8 +37,26 @@ from executor.identity import TokenVerifier
 from executor.policy import SCOPE_MISSING
 from executor.principal import Principal
 from executor.resource_metadata import resource_uri, www_authenticate
+from executor.skill_runner import SkillPaused, SkillRunner
 from executor.vault import AuthorizationRequired
+from registry.agent_skills import render_skill_md
 from registry.catalog import Catalog, decode_cursor, encode_cursor
+from registry.skill_registry import SkillVersion
+from registry.skill_surface import (
+    EXTENSION,
+    TOOL_PREFIX,
+    SkillsGetParams,
+    SkillsGetResult,
+    SkillsListParams,
+    SkillsListResult,
+    name_from_uri,
+    prompt_result,
+    skill_entry,
+    skill_prompt,
+    skill_resource,
+    skill_tool,
+    skill_uri,
+)
 
 log = logging.getLogger(__name__)
 
@@ -105,24 +125,28 @@ def transport_security(base_url: str) -> TransportSecuritySettings:
                                      allowed_origins=origins)
 
 
-def authorization_request(protocol_version: str, exc: AuthorizationRequired) -> types.InputRequiredResult:
+def authorization_request(protocol_version: str, exc: AuthorizationRequired,
+                          message: str | None = None) -> types.InputRequiredResult:
     """How each protocol era is asked to send its user to ``/connect``.
 
     2026-07-28: an ``InputRequiredResult`` carrying a URL elicitation; the client retries the same
     call (with ``requestState``), which is decided afresh. 2025-11-25: the URL-mode elicitation
     error ``-32042`` (which the 2026 spec forbids, so it is never sent to a 2026 client)."""
+    text = message or exc.message
     if protocol_version >= "2026-07-28":
-        request = types.ElicitRequest(params=types.ElicitRequestURLParams(message=exc.message, url=exc.url))
+        request = types.ElicitRequest(params=types.ElicitRequestURLParams(message=text, url=exc.url))
         return types.InputRequiredResult(input_requests={f"connect-{exc.provider}": request},
                                          request_state=exc.flow_id)
     raise UrlElicitationRequiredError(
-        [types.ElicitRequestURLParams(message=exc.message, url=exc.url, elicitation_id=exc.flow_id)], exc.message)
+        [types.ElicitRequestURLParams(message=text, url=exc.url, elicitation_id=exc.flow_id)], text)
 
 
 class McpSurface:
-    def __init__(self, catalog: Catalog, executor: Executor, verifier: TokenVerifier, base_url: str) -> None:
+    def __init__(self, catalog: Catalog, executor: Executor, verifier: TokenVerifier, base_url: str,
+                 runner: SkillRunner | None = None) -> None:
         self.catalog = catalog
         self.executor = executor
+        self.runner = runner
         self.verifier = verifier
         self.base_url = base_url.rstrip("/")
         self._issuers_generation = -1
@@ -132,9 +156,16 @@ class McpSurface:
             instructions="Interlock gateway: tools here are allowed for both you (the agent) and your user.",
             on_list_tools=self._list_tools,
             on_call_tool=self._call_tool,
+            on_list_prompts=self._list_prompts,
+            on_get_prompt=self._get_prompt,
+            on_list_resources=self._list_resources,
+            on_read_resource=self._read_resource,
             # Mcp-Param header validation must not run the (caller-scoped) listing unauthenticated.
             get_tool_input_schema=lambda _name: None,
         )
+        self.server.add_request_handler("skills/list", SkillsListParams, self._skills_list)
+        self.server.add_request_handler("skills/get", SkillsGetParams, self._skills_get)
+        self.server.extensions[EXTENSION] = {}
         self.server.streamable_http_app(transport_security=transport_security(self.base_url))
         self.sessions = self.server.session_manager
 
@@ -235,14 +266,17 @@ class McpSurface:
                 after = decode_cursor(params.cursor)
             except ValueError:
                 raise MCPError(types.INVALID_PARAMS, "invalid cursor; start again without one") from None
+        snapshot = self.catalog.current()
+        tools = (e.exposed for e in snapshot.allowed_tools(principal, gateway, after) if e.exposed is not None)
+        skills = (skill_tool(v) for v in snapshot.visible_skills(principal, gateway)
+                  if after is None or f"{TOOL_PREFIX}{v.name}" > after)
         page: list[types.Tool] = []
         next_cursor = None
-        for entry in self.catalog.current().allowed_tools(principal, gateway, after):
+        for tool in heapq.merge(tools, skills, key=lambda t: t.name):
             if len(page) == PAGE_SIZE:
                 next_cursor = encode_cursor(page[-1].name)
                 break
-            assert entry.exposed is not None
-            page.append(entry.exposed)
+            page.append(tool)
         return types.ListToolsResult(tools=page, next_cursor=next_cursor)
 
     async def _call_tool(
@@ -250,11 +284,71 @@ class McpSurface:
     ) -> types.CallToolResult | types.InputRequiredResult:
         principal, gateway = _caller(ctx)
         try:
+            if params.name.startswith(TOOL_PREFIX) and self.runner is not None:
+                return await self._run_skill(ctx, principal, gateway, params)
             return await self.executor.call(principal, gateway, params.name, dict(params.arguments or {}))
         except AuthorizationRequired as exc:
             return authorization_request(ctx.protocol_version, exc)
+        except SkillPaused as exc:
+            return authorization_request(ctx.protocol_version, exc.request, message=exc.message)
         except ToolUnavailableError as exc:
             raise MCPError(types.INVALID_PARAMS, exc.message) from None
         except AccessDeniedError as exc:
             raise MCPError(ACCESS_DENIED, exc.message, {"reason": exc.reason, "side": exc.side,
                                                         "missing_scopes": list(exc.missing_scopes)}) from None
+
+    # -- skills ------------------------------------------------------------------------------------
+
+    async def _run_skill(self, ctx: ServerRequestContext[Any, Any], principal: Principal, gateway: str,
+                         params: types.CallToolRequestParams) -> types.CallToolResult:
+        assert self.runner is not None
+        version = self.catalog.current().skill_visible(principal, gateway, params.name.removeprefix(TOOL_PREFIX))
+        if version is None:
+            raise ToolUnavailableError(f"tool `{params.name}` is not available on this gateway; list the "
+                                       "gateway's tools to see what you may call")
+        token = ctx.meta.get("progress_token") if ctx.meta is not None else None
+
+        async def progress(done: float, total: float, message: str) -> None:
+            if token is not None:
+                with contextlib.suppress(Exception):  # a client that cannot take notifications still gets its result
+                    await ctx.session.send_progress_notification(token, done, total, message)
+
+        return await self.runner.run(principal, gateway, version.skill, version.digest,
+                                     dict(params.arguments or {}), progress=progress)
+
+    def _visible(self, ctx: ServerRequestContext[Any, Any]) -> list[SkillVersion]:
+        principal, gateway = _caller(ctx)
+        return self.catalog.current().visible_skills(principal, gateway)
+
+    def _one(self, ctx: ServerRequestContext[Any, Any], name: str | None) -> SkillVersion:
+        principal, gateway = _caller(ctx)
+        version = self.catalog.current().skill_visible(principal, gateway, name) if name else None
+        if version is None:
+            raise MCPError(types.INVALID_PARAMS, "no such skill on this gateway; list the gateway's skills")
+        return version
+
+    async def _list_prompts(self, ctx: ServerRequestContext[Any, Any],
+                            params: types.PaginatedRequestParams | None) -> types.ListPromptsResult:
+        return types.ListPromptsResult(prompts=[skill_prompt(v) for v in self._visible(ctx)])
+
+    async def _get_prompt(self, ctx: ServerRequestContext[Any, Any],
+                          params: types.GetPromptRequestParams) -> types.GetPromptResult:
+        return prompt_result(self._one(ctx, params.name.removeprefix(TOOL_PREFIX)))
+
+    async def _list_resources(self, ctx: ServerRequestContext[Any, Any],
+                              params: types.PaginatedRequestParams | None) -> types.ListResourcesResult:
+        return types.ListResourcesResult(resources=[skill_resource(v) for v in self._visible(ctx)])
+
+    async def _read_resource(self, ctx: ServerRequestContext[Any, Any],
+                             params: types.ReadResourceRequestParams) -> types.ReadResourceResult:
+        version = self._one(ctx, name_from_uri(str(params.uri)))
+        return types.ReadResourceResult(contents=[types.TextResourceContents(
+            uri=skill_uri(version.name), mime_type="text/markdown", text=render_skill_md(version))])
+
+    async def _skills_list(self, ctx: ServerRequestContext[Any, Any], params: SkillsListParams) -> SkillsListResult:
+        return SkillsListResult(skills=[skill_entry(v) for v in self._visible(ctx)])
+
+    async def _skills_get(self, ctx: ServerRequestContext[Any, Any], params: SkillsGetParams) -> SkillsGetResult:
+        version = self._one(ctx, name_from_uri(params.uri))
+        return SkillsGetResult(skill=skill_entry(version), contents=[
+            {"uri": skill_uri(version.name), "mimeType": "text/markdown", "text": render_skill_md(version)}])

@@ -3,7 +3,8 @@
 The I/O around ``registry.pinning``: fetch the live catalogue through the
 upstream pool (listing only; tools are invoked by ``Executor.call`` alone),
 reconcile it with the pins, write the result. Used by the CLI and by the
-server's periodic drift check.
+server's periodic drift check. Each change is recorded as an `admin_change` audit
+event once the store has it (given an ``AdminAudit``, which says who acted).
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from datetime import UTC, datetime
 
 import msgspec
 
+from executor.audit import diff
+from executor.audit_recorder import AdminAudit
 from executor.errors import CatalogError, UpstreamError
 from executor.upstream import UpstreamPool
 from registry import pinning
@@ -36,7 +39,10 @@ def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-async def sync_server(store: Store, pool: UpstreamPool, name: str) -> SyncReport:
+_STATUS_ACTIONS = {"quarantined": "quarantine", "pending": "pending", "removed": "remove", "pinned": "pin"}
+
+
+async def sync_server(store: Store, pool: UpstreamPool, name: str, audit: AdminAudit | None = None) -> SyncReport:
     record = store.get_server(name)
     if record is None:
         raise CatalogError(f"server `{name}` is not blessed; bless it with `interlock servers bless {name} ...`")
@@ -48,14 +54,25 @@ async def sync_server(store: Store, pool: UpstreamPool, name: str) -> SyncReport
     before = {t.name: t.status for t in store.list_tools(name)}
     tools = pinning.reconcile(name, store.list_tools(name), live, first_sync=record.synced_at is None, now=now_iso())
     store.record_sync(name, tools, now_iso())
-    changed = [t.exposed_name for t in tools if before.get(t.name) != t.status]
-    for t in tools:
-        if t.status == "quarantined" and before.get(t.name) != "quarantined":
+    changed = [t for t in tools if before.get(t.name) != t.status]
+    for t in changed:
+        if t.status == "quarantined":
             log.warning("tool %s changed upstream and is quarantined until re-blessed", t.exposed_name)
-    return SyncReport(name, dict(Counter(t.status for t in tools)), changed)
+            if audit is not None:
+                audit.change("quarantine", name, diff({"status": before.get(t.name), "hash": t.pinned_hash},
+                                                      {"status": t.status, "hash": t.live_hash}),
+                             tool=t.exposed_name, tool_version=t.pinned_hash)
+    others = [t for t in changed if t.status != "quarantined"]
+    if audit is not None and others:
+        by_action: dict[str, list[str]] = {}
+        for t in others:
+            by_action.setdefault(_STATUS_ACTIONS.get(t.status, t.status), []).append(t.exposed_name)
+        audit.change("sync", name, by_action)
+    return SyncReport(name, dict(Counter(t.status for t in tools)), [t.exposed_name for t in changed])
 
 
-async def bless_server(store: Store, pool: UpstreamPool, spec: UpstreamConfig) -> SyncReport:
+async def bless_server(store: Store, pool: UpstreamPool, spec: UpstreamConfig,
+                       audit: AdminAudit | None = None) -> SyncReport:
     """Add a server (source `cli`) and pin what it offers now. Nothing is written if it cannot be reached."""
     if store.get_server(spec.name) is not None:
         raise CatalogError(f"server `{spec.name}` is already blessed; use `interlock servers sync {spec.name}`")
@@ -66,10 +83,12 @@ async def bless_server(store: Store, pool: UpstreamPool, spec: UpstreamConfig) -
     store.put_server(ServerRecord(spec=spec, source="cli"))
     tools = pinning.reconcile(spec.name, [], live, first_sync=True, now=now_iso())
     store.record_sync(spec.name, tools, now_iso())
+    if audit is not None:
+        audit.change("bless_server", spec.name, {"pinned": {t.exposed_name: t.pinned_hash for t in tools}})
     return SyncReport(spec.name, dict(Counter(t.status for t in tools)), [t.exposed_name for t in tools])
 
 
-def bless_tools(store: Store, exposed_names: list[str]) -> list[ToolRecord]:
+def bless_tools(store: Store, exposed_names: list[str], audit: AdminAudit | None = None) -> list[ToolRecord]:
     """Accept the upstream's current definition of each named tool (`server.tool`)."""
     by_name = {t.exposed_name: t for t in store.list_tools()}
     blessed: list[ToolRecord] = []
@@ -87,4 +106,9 @@ def bless_tools(store: Store, exposed_names: list[str]) -> list[ToolRecord]:
         raise CatalogError("; ".join(problems))
     for tool in blessed:
         store.put_tool(tool)
+        if audit is not None:
+            old = by_name[tool.exposed_name]
+            audit.change("bless", tool.server, diff({"status": old.status, "hash": old.pinned_hash},
+                                                    {"status": tool.status, "hash": tool.pinned_hash}),
+                         tool=tool.exposed_name, tool_version=tool.pinned_hash)
     return blessed

@@ -23,7 +23,7 @@ from examples.scripted_user import browse
 from executor.connections import ConnectionKey
 from executor.provider_client import TokenSet
 from executor.sealing import Sealer, parse_keys
-from registry.demo import AGENT, PROVIDER, USER, Stage, agent_token, stage, user_connects
+from examples.revocation_demo import AGENT, PROVIDER, USER, Stage, agent_token, stage, user_connects
 
 pytestmark = pytest.mark.anyio
 
