@@ -19,11 +19,11 @@ import pytest
 from mcp import Client, MCPError, UrlElicitationRequiredError
 from mcp.client.streamable_http import streamable_http_client
 
+from examples.revocation_demo import AGENT, PROVIDER, USER, Stage, agent_token, stage, user_connects
 from examples.scripted_user import browse
 from executor.connections import ConnectionKey
 from executor.provider_client import TokenSet
 from executor.sealing import Sealer, parse_keys
-from examples.revocation_demo import AGENT, PROVIDER, USER, Stage, agent_token, stage, user_connects
 
 pytestmark = pytest.mark.anyio
 
