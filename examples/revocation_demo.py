@@ -95,8 +95,10 @@ def _config(workdir: Path, gw_port: int, mail: demo_mail.DemoMail, agents: tuple
 
 
 @contextlib.contextmanager
-def stage(workdir: Path, *, agents: tuple[str, ...] = (AGENT,), access_token_ttl: int = 300) -> Iterator[Stage]:
-    """Everything running on loopback until the block ends; processes are stopped however it ends."""
+def stage(workdir: Path, *, agents: tuple[str, ...] = (AGENT,), access_token_ttl: int = 300,
+          tweak: Callable[[dict[str, Any]], dict[str, Any]] = lambda config: config) -> Iterator[Stage]:
+    """Everything running on loopback until the block ends; processes are stopped however it ends.
+    ``tweak`` may change the gateway's config (tests add upstreams, skills, rules)."""
     gw_port = _free_port()
     gateway = f"http://127.0.0.1:{gw_port}"
     secret = secrets.token_urlsafe(24)
@@ -105,7 +107,8 @@ def stage(workdir: Path, *, agents: tuple[str, ...] = (AGENT,), access_token_ttl
     with demo_mail.start(client_id="interlock", client_secret=secret, redirect_uris=[f"{gateway}/connect/callback"],
                          access_token_ttl=access_token_ttl) as mail:
         config_path = workdir / "interlock.yaml"
-        config_path.write_text(yaml.safe_dump(_config(workdir, gw_port, mail, agents), sort_keys=False))
+        config = tweak(_config(workdir, gw_port, mail, agents))
+        config_path.write_text(yaml.safe_dump(config, sort_keys=False))
         log = (workdir / "gateway.log").open("wb")
         proc = subprocess.Popen([sys.executable, "-m", "registry.cli", "serve", "-c", str(config_path)],
                                 cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT)

@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 import anyio
+import jsonschema
 import mcp.types as types
 import msgspec
 
@@ -68,6 +69,17 @@ class SkillRunError(InterlockError):
     code = "skill_run_failed"
 
 
+class SkillInputError(InterlockError):
+    code = "skill_input_invalid"
+
+
+def _input_problems(skill: Skill, inputs: dict[str, Any]) -> list[str]:
+    """The inputs checked against the skill's JSON Schema 2020-12 (`inputs`)."""
+    validator = jsonschema.Draft202012Validator(skill.inputs, format_checker=jsonschema.FormatChecker())
+    return [f"{'.'.join(str(p) for p in e.absolute_path) or '(inputs)'}: {e.message}"
+            for e in validator.iter_errors(inputs)]
+
+
 class _Decider(Protocol):
     def current(self) -> Any: ...
 
@@ -89,24 +101,29 @@ class SkillRunner:
         self._limits = limits
         self._clock = clock
 
-    def preflight(self, principal: Principal, gateway: str, steps: list[Step]) -> None:
-        """Decide every step before any runs. Raises the first denial, naming the step."""
+    def preflight(self, principal: Principal, gateway: str, skill: Skill, steps: list[Step]) -> None:
+        """Decide every step before any runs. Raises the first denial, naming the step. A step the
+        agent could not even see makes the whole skill "not available", like an unknown tool."""
         snapshot = self._catalog.current()
-        for step in steps:
-            decision = snapshot.decide(principal, gateway, step.tool)
+        decisions = [(step, snapshot.decide(principal, gateway, step.tool)) for step in steps]
+        if any(d.hides_existence for _, d in decisions):
+            raise ToolUnavailableError(f"tool `skill.{skill.name}` is not available on this gateway; list the "
+                                       "gateway's tools to see what you may call")
+        for step, decision in decisions:
             if not decision.allowed:
                 error = denial(step.tool, decision)
-                message = f"skill refused before it started: step `{step.id}`: {error.message}"
-                if isinstance(error, AccessDeniedError):
-                    raise AccessDeniedError(message, reason=error.reason, side=error.side,
-                                            missing_scopes=error.missing_scopes)
-                raise ToolUnavailableError(message)
+                assert isinstance(error, AccessDeniedError)
+                raise AccessDeniedError(f"skill refused before it started: step `{step.id}`: {error.message}",
+                                        reason=error.reason, side=error.side, missing_scopes=error.missing_scopes)
 
     async def run(self, principal: Principal, gateway: str, skill: Skill, digest: str, inputs: dict[str, Any],
                   *, progress: Progress | None = None) -> types.CallToolResult:
         if len(skill.steps) > self._limits.max_steps:
             raise SkillRunError(f"skill `{skill.name}` has {len(skill.steps)} steps; the limit is "
                                 f"{self._limits.max_steps}")
+        problems = sorted(_input_problems(skill, inputs))
+        if problems:
+            raise SkillInputError(f"skill `{skill.name}` inputs are invalid: " + "; ".join(problems[:10]))
         key = inputs_digest(inputs)
         run = self._runs.paused_run(skill=skill.name, version=skill.version, gateway=gateway, agent=principal.agent,
                                     issuer=principal.user.issuer, subject=principal.user.subject, inputs_digest=key)
@@ -123,7 +140,7 @@ class SkillRunner:
                     "succeeded": "ok", "failed": "error", "skipped": "skipped"}[done.status])  # type: ignore[arg-type]
             run = msgspec.structs.replace(run, status="running", updated_at=now)
         try:
-            self.preflight(principal, gateway, skill.steps[run.next_step:])
+            self.preflight(principal, gateway, skill, skill.steps[run.next_step:])
         except (ToolUnavailableError, AccessDeniedError) as exc:
             self._runs.put_run(msgspec.structs.replace(run, status="refused", error=exc.message,
                                                        updated_at=self._clock()))

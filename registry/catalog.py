@@ -19,7 +19,18 @@ from dataclasses import dataclass, field
 
 import mcp.types as types
 
-from executor.policy import NEVER, Decision, GatewayGrants, Policy, Rule, ToolFacts, UserGrants, decide, is_admin
+from executor.policy import (
+    NEVER,
+    SCOPE_MISSING,
+    Decision,
+    GatewayGrants,
+    Policy,
+    Rule,
+    ToolFacts,
+    UserGrants,
+    decide,
+    is_admin,
+)
 from executor.principal import Principal
 from executor.skill_format import skill_is_listable
 from registry.config import AdminConfig, IssuerConfig, PolicyConfig, UpstreamConfig, UserGrant, compile_pattern
@@ -67,6 +78,25 @@ class Snapshot:
             return None
         listable = skill_is_listable(version.skill, lambda tool: self.decide(principal, gateway, tool).allowed)
         return version if listable else None
+
+    def exposed_skill(self, gateway: str, name: str) -> SkillVersion | None:
+        """The skill, if this gateway exposes its name (whether the caller may run it is the runner's
+        preflight, made of the same decisions)."""
+        version = self.skills.get(name)
+        return version if version is not None and exposed_on(self.skill_patterns.get(gateway, []), name) else None
+
+    def only_missing_scopes(self, principal: Principal, gateway: str, name: str) -> tuple[str, ...]:
+        """The scopes a step-up would add when a missing token scope is the *only* obstacle to calling
+        ``name`` (a tool, or every step of a skill `skill.<name>`); empty otherwise."""
+        if name.startswith("skill."):
+            version = self.exposed_skill(gateway, name.removeprefix("skill."))
+            tools = [step.tool for step in version.skill.steps] if version is not None else []
+        else:
+            tools = [name]
+        decisions = [self.decide(principal, gateway, tool) for tool in tools]
+        if not decisions or any(not d.allowed and d.reason != SCOPE_MISSING for d in decisions):
+            return ()
+        return tuple(sorted({s for d in decisions for s in d.missing_scopes}))
 
     def visible_skills(self, principal: Principal, gateway: str) -> list[SkillVersion]:
         return [v for name in sorted(self.skills) if (v := self.skill_visible(principal, gateway, name))]

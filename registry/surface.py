@@ -34,10 +34,9 @@ from starlette.types import Message, Receive, Scope, Send
 from executor.call import Executor
 from executor.errors import AccessDeniedError, AuthenticationError, ToolUnavailableError
 from executor.identity import TokenVerifier
-from executor.policy import SCOPE_MISSING
 from executor.principal import Principal
 from executor.resource_metadata import resource_uri, www_authenticate
-from executor.skill_runner import SkillPaused, SkillRunner
+from executor.skill_runner import SkillInputError, SkillPaused, SkillRunError, SkillRunner
 from executor.vault import AuthorizationRequired
 from registry.agent_skills import render_skill_md
 from registry.catalog import Catalog, decode_cursor, encode_cursor
@@ -245,10 +244,10 @@ class McpSurface:
         name = peek.params.get("name") if peek.method == "tools/call" and peek.params else None
         if not isinstance(name, str):
             return replay, False
-        decision = self.catalog.current().decide(principal, gateway, name)
-        if decision.reason != SCOPE_MISSING:
+        missing = self.catalog.current().only_missing_scopes(principal, gateway, name)
+        if not missing:
             return replay, False
-        scopes = " ".join(decision.missing_scopes)
+        scopes = " ".join(missing)
         challenge = www_authenticate(resource, error="insufficient_scope", scope=scopes,
                                      description=f"this call needs the scope `{scopes}`")
         await _json_response(403, {"error": "insufficient_scope", "scope": scopes,
@@ -291,7 +290,7 @@ class McpSurface:
             return authorization_request(ctx.protocol_version, exc)
         except SkillPaused as exc:
             return authorization_request(ctx.protocol_version, exc.request, message=exc.message)
-        except ToolUnavailableError as exc:
+        except (ToolUnavailableError, SkillInputError, SkillRunError) as exc:
             raise MCPError(types.INVALID_PARAMS, exc.message) from None
         except AccessDeniedError as exc:
             raise MCPError(ACCESS_DENIED, exc.message, {"reason": exc.reason, "side": exc.side,
@@ -302,7 +301,8 @@ class McpSurface:
     async def _run_skill(self, ctx: ServerRequestContext[Any, Any], principal: Principal, gateway: str,
                          params: types.CallToolRequestParams) -> types.CallToolResult:
         assert self.runner is not None
-        version = self.catalog.current().skill_visible(principal, gateway, params.name.removeprefix(TOOL_PREFIX))
+        # Exposed here? Then the runner's preflight says precisely what (if anything) is missing.
+        version = self.catalog.current().exposed_skill(gateway, params.name.removeprefix(TOOL_PREFIX))
         if version is None:
             raise ToolUnavailableError(f"tool `{params.name}` is not available on this gateway; list the "
                                        "gateway's tools to see what you may call")
