@@ -28,7 +28,8 @@ from mcp import MCPError, UrlElicitationRequiredError
 from mcp.server import Server, ServerRequestContext
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from mcp.server.auth.provider import AccessToken
-from mcp.server.transport_security import TransportSecuritySettings
+from mcp.server.transport_security import TransportSecurityMiddleware, TransportSecuritySettings
+from starlette.requests import Request
 from starlette.types import Message, Receive, Scope, Send
 
 from executor.call import Executor
@@ -40,6 +41,7 @@ from executor.skill_runner import SkillInputError, SkillPaused, SkillRunError, S
 from executor.vault import AuthorizationRequired
 from registry.agent_skills import render_skill_md
 from registry.catalog import Catalog, decode_cursor, encode_cursor
+from registry.lean_call import answer, decode_request, era
 from registry.skill_registry import SkillVersion
 from registry.skill_surface import (
     EXTENSION,
@@ -67,14 +69,7 @@ ACCESS_DENIED = -32003
 `error.data` holds `reason` and `side`. Unknown and ungranted tools answer -32602 instead."""
 
 
-class _CallPeek(msgspec.Struct):
-    """Only what the step-up check needs from a request body; the SDK parses the rest."""
 
-    method: str = ""
-    params: dict[str, Any] | None = None
-
-
-_peek = msgspec.json.Decoder(_CallPeek)
 LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
 
 
@@ -85,6 +80,47 @@ def _json_response(status: int, body: dict[str, Any], headers: list[tuple[bytes,
         await send({"type": "http.response.start", "status": status, "headers": [
             (b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode()),
             *(headers or [])]})
+        await send({"type": "http.response.body", "body": payload})
+
+    return respond
+
+
+async def _no_body() -> Message:
+    return {"type": "http.disconnect"}
+
+
+async def _read_body(receive: Receive) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunks.append(message.get("body", b""))
+        size += len(chunks[-1])
+        if size > MAX_BODY or not message.get("more_body"):
+            break
+    return b"".join(chunks)
+
+
+def _replaying(body: bytes, receive: Receive) -> Receive:
+    """A receive that hands the SDK the body we already read, then whatever comes next."""
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
+
+
+def _json_bytes(status: int, payload: bytes) -> Any:
+    async def respond(scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": status, "headers": [
+            (b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]})
         await send({"type": "http.response.body", "body": payload})
 
     return respond
@@ -165,7 +201,9 @@ class McpSurface:
         self.server.add_request_handler("skills/list", SkillsListParams, self._skills_list)
         self.server.add_request_handler("skills/get", SkillsGetParams, self._skills_get)
         self.server.extensions[EXTENSION] = {}
-        self.server.streamable_http_app(transport_security=transport_security(self.base_url))
+        security = transport_security(self.base_url)
+        self._security = TransportSecurityMiddleware(security)
+        self.server.streamable_http_app(transport_security=security)
         self.sessions = self.server.session_manager
 
     @asynccontextmanager
@@ -198,62 +236,49 @@ class McpSurface:
             await _json_response(401, {"error": "invalid_token", "error_description": exc.description},
                                  [(b"www-authenticate", challenge.encode())])(scope, receive, send)
             return
-        receive, stepped_up = await self._step_up(scope, receive, send, principal, gateway, resource)
-        if stepped_up:
-            return
-        scope[SCOPE_KEY] = (principal, gateway)
         # Sessions are bound to (client, issuer, subject): a session id alone never proves who you are.
-        scope["user"] = AuthenticatedUser(AccessToken(
+        user = AuthenticatedUser(AccessToken(
             token=hashlib.sha256(token.encode()).hexdigest(), client_id=principal.agent,
             scopes=sorted(principal.scopes), subject=principal.user.subject,
             claims={"iss": principal.user.issuer}))
+        if scope["method"] == "POST":
+            body = await _read_body(receive)
+            receive = _replaying(body, receive)
+            try:
+                request = decode_request(body)
+            except msgspec.DecodeError:
+                request = None  # not ours to judge: the SDK answers malformed requests
+            tool = request.tool if request is not None else None
+            if request is not None and tool is not None:
+                if await self._step_up(scope, send, principal, gateway, resource, tool):
+                    return
+                kind = None if tool.startswith(TOOL_PREFIX) else era(scope, request, self.sessions, user)
+                if kind is not None and await self._security.validate_request(Request(scope), is_post=True):
+                    kind = None  # Host, Origin or Content-Type refused: the SDK answers with the reason
+                if kind is not None:
+                    payload = await answer(self.executor, principal, gateway, request, kind,
+                                           self.server.server_info_stamp)
+                    await _json_bytes(200, payload)(scope, receive, send)
+                    return
+        scope[SCOPE_KEY] = (principal, gateway)
+        scope["user"] = user
         await self.sessions.handle_request(scope, receive, send)
 
-    async def _step_up(self, scope: Scope, receive: Receive, send: Send, principal: Principal, gateway: str,
-                       resource: str) -> tuple[Receive, bool]:
+    async def _step_up(self, scope: Scope, send: Send, principal: Principal, gateway: str, resource: str,
+                       tool: str) -> bool:
         """MCP step-up (SEP-835): a `tools/call` whose only obstacle is a missing token scope is
         answered at the HTTP level, 403 + `WWW-Authenticate: Bearer error="insufficient_scope"`,
-        so the client can re-authorize with the scope and retry. Reads the body once and
-        replays it to the SDK."""
-        if scope["method"] != "POST":
-            return receive, False
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                break
-            chunks.append(message.get("body", b""))
-            size += len(chunks[-1])
-            if size > MAX_BODY or not message.get("more_body"):
-                break
-        body = b"".join(chunks)
-        replayed = False
-
-        async def replay() -> Message:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        try:
-            peek = _peek.decode(body)
-        except msgspec.DecodeError:
-            return replay, False  # not ours to judge: the SDK answers malformed requests
-        name = peek.params.get("name") if peek.method == "tools/call" and peek.params else None
-        if not isinstance(name, str):
-            return replay, False
-        missing = self.catalog.current().only_missing_scopes(principal, gateway, name)
+        so the client can re-authorize with the scope and retry."""
+        missing = self.catalog.current().only_missing_scopes(principal, gateway, tool)
         if not missing:
-            return replay, False
+            return False
         scopes = " ".join(missing)
         challenge = www_authenticate(resource, error="insufficient_scope", scope=scopes,
                                      description=f"this call needs the scope `{scopes}`")
         await _json_response(403, {"error": "insufficient_scope", "scope": scopes,
                                    "error_description": f"this call needs the scope `{scopes}`"},
-                             [(b"www-authenticate", challenge.encode())])(scope, receive, send)
-        return replay, True
+                             [(b"www-authenticate", challenge.encode())])(scope, _no_body, send)
+        return True
 
     async def _list_tools(
         self, ctx: ServerRequestContext[Any, Any], params: types.PaginatedRequestParams | None
