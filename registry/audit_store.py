@@ -8,21 +8,24 @@ last few), a 5 second busy timeout. One connection guarded by a lock, like ``SQL
 Appends are serialized across processes: the head of the chain is read and the events
 inserted inside one ``BEGIN IMMEDIATE`` transaction, which takes the write lock up front.
 
-    audit_events      (seq, prev_hash, hash, <one column per Event field>)   indexed by user, agent, time
+    audit_events      (seq, prev_hash, hash, <one column per Event field>)   indexed by user and by agent
     audit_head        (id = 1, seq, hash)                                     the chain's newest link
     audit_checkpoints (seq, hash, time, key_id, signature)                    Ed25519 over the head at seq
     schema_migrations (version, description, applied_at)                     see ``registry.migrations``
 
+Time has no index of its own (one less page written per append): events are appended in time
+order, so the checkpoints, which record when they were signed, map a time range to a range of
+sequence numbers (give or take ``CLOCK_SLACK``), and the time filter runs within it. Retention
+cuts at the newest checkpoint signed before the cutoff.
+
 The SQL is plain and portable (the PostgreSQL backend will run the same statements). The
-signing key is a PEM (PKCS#8) Ed25519 key in ``audit.signing_key_file``, by default beside the
-database (`interlock-audit.key`), generated with mode 0600 when the trail is new.
+signing key: see ``executor.audit_keys``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -33,12 +36,6 @@ from typing import Any
 import anyio
 import msgspec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cryptography.hazmat.primitives.serialization import (
-    Encoding,
-    NoEncryption,
-    PrivateFormat,
-    load_pem_private_key,
-)
 from sqlite_utils import Database
 
 from executor.audit import (
@@ -56,6 +53,7 @@ from executor.audit import (
     canonical_json,
 )
 from executor.audit_chain import GENESIS, ChainRow, key_id, link_hash, raw_public_key, sign_checkpoint, verify_chain
+from executor.audit_keys import default_key_file, load_signing_key
 from executor.audit_recorder import DIGEST_ONLY, ArgumentPolicy, now_iso
 from executor.errors import StoreError
 from registry.config import AuditConfig
@@ -65,6 +63,8 @@ from registry.store import Store
 log = logging.getLogger(__name__)
 
 BUSY_TIMEOUT_SECONDS = 5.0
+CLOCK_SLACK = timedelta(minutes=1)
+"""How far out of time order two appends may land (their clocks are read before the write lock)."""
 
 _COLUMNS = ", ".join(EVENT_FIELDS)
 _DDL_TYPES = {"latency_ms": "DOUBLE PRECISION"}
@@ -80,7 +80,6 @@ AUDIT_MIGRATIONS: tuple[Migration, ...] = (
             + "\n)",
             "CREATE INDEX audit_events_user ON audit_events (user_subject, seq)",
             "CREATE INDEX audit_events_agent ON audit_events (agent, seq)",
-            "CREATE INDEX audit_events_time ON audit_events (time)",
             """CREATE TABLE audit_head (
                 id INTEGER PRIMARY KEY,
                 seq INTEGER NOT NULL,
@@ -103,15 +102,11 @@ INSERT_EVENT = (f"INSERT INTO audit_events (seq, prev_hash, hash, {_COLUMNS}) "
                 f"VALUES ({', '.join('?' * (len(EVENT_FIELDS) + 3))})")
 UPDATE_HEAD = "UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1"
 _SELECT = f"SELECT seq, prev_hash, hash, {_COLUMNS} FROM audit_events"
-_INSERT_CHECKPOINT = "INSERT INTO audit_checkpoints (seq, hash, time, key_id, signature) VALUES (?, ?, ?, ?, ?)"
+INSERT_CHECKPOINT = "INSERT INTO audit_checkpoints (seq, hash, time, key_id, signature) VALUES (?, ?, ?, ?, ?)"
 _SELECT_CHECKPOINTS = "SELECT seq, hash, time, key_id, signature FROM audit_checkpoints"
 _JSON_AT = tuple(i for i, f in enumerate(EVENT_FIELDS) if f in JSON_FIELDS)
 _FILTERS = (("agent", "agent"), ("user", "user_subject"), ("issuer", "user_issuer"), ("gateway", "gateway"),
             ("tool", "tool"), ("decision", "decision"), ("kind", "kind"), ("request_id", "request_id"))
-
-
-def default_key_file(database: str | Path) -> Path:
-    return Path(database).with_suffix(".key")
 
 
 def open_configured(config: AuditConfig, *, database: str | None = None, create_key: bool = True) -> SQLiteAuditLog:
@@ -162,42 +157,6 @@ def open_audit_log(path: str | Path, *, key_file: str | Path | None = None, chec
             raise
         key = None
     return SQLiteAuditLog(db, name, key, checkpoint_every, clock)
-
-
-def load_signing_key(path: Path, *, create: bool) -> Ed25519PrivateKey:
-    """Read the Ed25519 signing key (PEM); when absent and ``create``, generate it with mode 0600."""
-    try:
-        pem = path.read_bytes()
-    except FileNotFoundError:
-        if not create:
-            raise StoreError(f"the audit signing key `{path}` is missing; restore it (checkpoints already signed "
-                             "with it must stay verifiable), or verify with `--public-key`") from None
-        return _create_key(path)
-    except OSError as exc:
-        raise StoreError(f"cannot read the audit signing key `{path}`: {exc.strerror or exc}") from exc
-    if path.stat().st_mode & 0o077:
-        log.warning("the audit signing key %s is readable by others; chmod 600 it", path)
-    try:
-        key = load_pem_private_key(pem, password=None)
-    except ValueError as exc:
-        raise StoreError(f"`{path}` is not a PEM private key") from exc
-    if not isinstance(key, Ed25519PrivateKey):
-        raise StoreError(f"`{path}` is not an Ed25519 key; checkpoints are signed with Ed25519")
-    return key
-
-
-def _create_key(path: Path) -> Ed25519PrivateKey:
-    key = Ed25519PrivateKey.generate()
-    pem = key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:  # another process made it first: use theirs
-        return load_signing_key(path, create=False)
-    except OSError as exc:
-        raise StoreError(f"cannot create the audit signing key `{path}`: {exc.strerror or exc}") from exc
-    with os.fdopen(fd, "wb") as f:
-        f.write(pem)
-    return key
 
 
 def event_row(seq: int, prev_hash: str, hash_: str, event: Event) -> tuple[Any, ...]:
@@ -284,7 +243,7 @@ class SQLiteAuditLog:
     def _sign(self, seq: int, hash_: str) -> Checkpoint:
         assert self.key is not None
         cp = sign_checkpoint(self.key, seq, hash_, self._clock())
-        self.db.execute(_INSERT_CHECKPOINT, [cp.seq, cp.hash, cp.time, cp.key_id, cp.signature])
+        self.db.execute(INSERT_CHECKPOINT, [cp.seq, cp.hash, cp.time, cp.key_id, cp.signature])
         return cp
 
     def checkpoint(self) -> Checkpoint | None:
@@ -301,19 +260,18 @@ class SQLiteAuditLog:
             raise AuditUnavailableError(f"audit database `{self.name}` refused the write: {exc}") from exc
 
     def prune(self, cutoff: str) -> RetentionReport:
-        """Delete events older than ``cutoff``, one checkpoint segment per transaction, so the
-        trail always starts right after a signed checkpoint; then record what was cut."""
+        """Delete the segments closed by a checkpoint signed before ``cutoff``, one segment per
+        transaction, so the trail always starts right after a signed checkpoint; then record
+        what was cut."""
         deleted, through = 0, None
         while True:
             try:
                 with self._lock, immediate(self.db):
-                    newest_old = self.db.execute(
-                        "SELECT seq FROM audit_events WHERE time < ? ORDER BY time DESC LIMIT 1", [cutoff]).fetchone()
                     first = self.db.execute("SELECT MIN(seq) FROM audit_events").fetchone()[0]
-                    if newest_old is None or first is None:
+                    if first is None:
                         break
-                    cut = self.db.execute("SELECT MIN(seq) FROM audit_checkpoints WHERE seq >= ? AND seq <= ?",
-                                          [first, newest_old[0]]).fetchone()[0]
+                    cut = self.db.execute("SELECT MIN(seq) FROM audit_checkpoints WHERE seq >= ? AND time < ?",
+                                          [first, cutoff]).fetchone()[0]
                     if cut is None:
                         break
                     deleted += self.db.execute("DELETE FROM audit_events WHERE seq <= ?", [cut]).rowcount
@@ -334,28 +292,37 @@ class SQLiteAuditLog:
         return int(seq), str(hash_)
 
     def query(self, query: AuditQuery) -> list[AuditRecord]:
-        where, params = self._where(query)
-        sql = f"{_SELECT}{where} ORDER BY seq {'DESC' if query.newest_first else 'ASC'}"
-        if query.limit is not None:
-            sql += " LIMIT ?"
-            params.append(query.limit)
         with self._reading() as db:
+            where, params = self._where(query)
+            sql = f"{_SELECT}{where} ORDER BY seq {'DESC' if query.newest_first else 'ASC'}"
+            if query.limit is not None:
+                sql += " LIMIT ?"
+                params.append(query.limit)
             return [_record(r) for r in db.execute(sql, params).fetchall()]
 
-    @staticmethod
-    def _where(query: AuditQuery) -> tuple[str, list[Any]]:
+    def _where(self, query: AuditQuery) -> tuple[str, list[Any]]:
         clauses, params = [], []
         for attr, column in _FILTERS:
             value = getattr(query, attr)
             if value is not None:
                 clauses.append(f"{column} = ?")
                 params.append(value)
-        if query.since is not None:
-            clauses.append("time >= ?")
-            params.append(query.since)
-        if query.until is not None:
-            clauses.append("time < ?")
-            params.append(query.until)
+        # The checkpoints narrow a time range to a range of seqs (every event up to a checkpoint is
+        # older than it); the time filter itself runs within that range.
+        for bound, event_filter, checkpoint, seq_filter, shift in (
+                (query.since, "time >= ?", "SELECT MAX(seq) FROM audit_checkpoints WHERE time < ?", "seq > ?",
+                 -CLOCK_SLACK),
+                (query.until, "time < ?", "SELECT MIN(seq) FROM audit_checkpoints WHERE time >= ?", "seq <= ?",
+                 CLOCK_SLACK)):
+            if bound is None:
+                continue
+            edge = (datetime.fromisoformat(bound) + shift).isoformat(timespec="microseconds")
+            seq = self.db.execute(checkpoint, [edge]).fetchone()[0]
+            if seq is not None:
+                clauses.append(seq_filter)
+                params.append(seq)
+            clauses.append(event_filter)
+            params.append(bound)
         return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
 
     def records(self, first: int | None = None, last: int | None = None) -> Iterator[AuditRecord]:
@@ -393,8 +360,8 @@ class SQLiteAuditLog:
                 db.execute("COMMIT")
 
     def segment(self, since: str | None = None, until: str | None = None) -> Segment:
-        where, params = self._where(AuditQuery(since=since, until=until))
         with self._reading() as db:
+            where, params = self._where(AuditQuery(since=since, until=until))
             first, last = db.execute(f"SELECT MIN(seq), MAX(seq) FROM audit_events{where}", params).fetchone()
             if first is None:
                 return Segment([], [])

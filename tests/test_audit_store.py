@@ -3,6 +3,7 @@ fail-closed writes, concurrent writers, and the recording API for every kind of 
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import sqlite3
@@ -18,7 +19,7 @@ import pytest
 
 from executor.audit import AuditQuery, AuditUnavailableError, Break, Event, fingerprint
 from executor.audit_export import export_lines, verify_export
-from executor.audit_recorder import Actor, ArgumentPolicy, Recorder, StepContext
+from executor.audit_recorder import Actor, ArgumentPolicy, Recorder, StepContext, now_iso
 from executor.errors import StoreError
 from executor.policy import Decision
 from executor.principal import Principal, User
@@ -39,8 +40,21 @@ ALICE = Principal("cursor", User("https://idp.example", "alice"), frozenset(), t
 
 def ev(n: int, time: str | None = None, **fields: Any) -> Event:
     who: dict[str, Any] = {"agent": "cursor", "user_subject": "alice"}
-    return Event(kind="decision", time=time or f"2026-06-01T00:00:00.{n:06d}+00:00", request_id=f"r{n}",
-                 **{**who, **fields})
+    return Event(kind="decision", time=time or now_iso(), request_id=f"r{n}", **{**who, **fields})
+
+
+class Clock:
+    """A clock tests set: checkpoints are signed at the time the events around them carry."""
+
+    def __init__(self, time: str = "2026-06-01T00:00:00.000000+00:00") -> None:
+        self.time = time
+
+    def __call__(self) -> str:
+        return self.time
+
+
+def at(second: int, day: str = "2026-06-01") -> str:
+    return f"{day}T00:{second // 60:02d}:{second % 60:02d}.000000+00:00"
 
 
 @pytest.fixture
@@ -58,7 +72,7 @@ def test_events_chain_and_a_checkpoint_is_signed_every_n(trail: SQLiteAuditLog) 
     fill(trail, 12)
     records = list(trail.records())
     assert [r.seq for r in records] == list(range(1, 13))
-    assert all(b.prev_hash == a.hash for a, b in zip(records, records[1:], strict=False))
+    assert all(b.prev_hash == a.hash for a, b in itertools.pairwise(records))
     assert [c.seq for c in trail.checkpoints()] == [5, 10]
     assert trail.head() == (12, records[-1].hash)
     report = trail.verify()
@@ -152,10 +166,14 @@ def test_cli_verify_reports_the_break_and_exits_1(tmp_path: Path) -> None:
 
 
 def test_retention_deletes_only_up_to_a_checkpoint_and_verification_passes_across_the_cut(
-        trail: SQLiteAuditLog) -> None:
+        tmp_path: Path) -> None:
+    clock = Clock()
+    trail = open_audit_log(tmp_path / "audit.db", checkpoint_every=5, clock=clock)
     for i in range(12):  # 12 old events: checkpoints at 5 and 10
-        trail.append([ev(i, time=f"2025-01-01T00:00:{i:02d}.000000+00:00")])
-    fill(trail, 3)  # 3 recent ones (seq 13-15, checkpoint at 15)
+        clock.time = at(i, "2025-01-01")
+        trail.append([ev(i, time=clock.time)])
+    clock.time = at(0, "2026-06-01")
+    fill(trail, 3, time=clock.time)  # 3 recent ones (seq 13-15, checkpoint at 15)
     report = trail.prune("2026-01-01T00:00:00.000000+00:00")
     assert (report.deleted, report.through_seq) == (10, 10)
     records = list(trail.records())
@@ -171,6 +189,7 @@ def test_retention_deletes_only_up_to_a_checkpoint_and_verification_passes_acros
     trail.db.execute("DELETE FROM audit_events WHERE seq = 11")
     broken = trail.verify().broken
     assert broken is not None and (broken.seq, broken.kind) == (11, "deleted")
+    trail.close()
 
 
 def test_retention_without_a_checkpoint_deletes_nothing(trail: SQLiteAuditLog) -> None:
@@ -189,17 +208,21 @@ def test_retention_cutoff_is_in_the_trails_time_format() -> None:
 # -- exports
 
 
-def test_an_exported_segment_verifies_on_its_own_and_ends_at_a_checkpoint(trail: SQLiteAuditLog) -> None:
+def test_an_exported_segment_verifies_on_its_own_and_ends_at_a_checkpoint(tmp_path: Path) -> None:
+    clock = Clock()
+    trail = open_audit_log(tmp_path / "audit.db", checkpoint_every=5, clock=clock)
     for i in range(12):
-        trail.append([ev(i, time=f"2026-06-01T00:00:{i:02d}.000000+00:00")])
-    segment = trail.segment("2026-06-01T00:00:03.000000+00:00", "2026-06-01T00:00:06.000000+00:00")
+        clock.time = at(i * 60)
+        trail.append([ev(i, time=clock.time)])
+    segment = trail.segment(at(3 * 60), at(6 * 60))
     assert [r.seq for r in segment.records] == [4, 5, 6, 7, 8, 9, 10]  # extended to the checkpoint at 10
     assert [c.seq for c in segment.checkpoints] == [5, 10]
     lines = list(export_lines(segment, trail.key, since=None, until=None, exported_at="t"))  # type: ignore[arg-type]
     assert verify_export(lines, trail.public_keys).ok
     # no checkpoint after the range yet: export signs one at the head
-    tail = trail.segment("2026-06-01T00:00:11.000000+00:00")
+    tail = trail.segment(at(11 * 60))
     assert [r.seq for r in tail.records] == [12] and tail.checkpoints[-1].seq == 12
+    trail.close()
 
 
 def test_cli_export_then_verify_the_file_and_a_tampered_copy(tmp_path: Path) -> None:
@@ -303,7 +326,7 @@ def test_appends_from_concurrent_processes_form_one_chain(tmp_path: Path) -> Non
 # -- the recording API, for every kind
 
 
-class Clock:
+class Ticks:
     def __init__(self) -> None:
         self.n = 0
 
@@ -317,7 +340,7 @@ def recorded(log: SQLiteAuditLog) -> list[dict[str, Any]]:
 
 
 def test_recording_authorization_requests_and_connection_changes(trail: SQLiteAuditLog) -> None:
-    audit = Recorder(trail, clock=Clock())
+    audit = Recorder(trail, clock=Ticks())
     audit.authorization_requested(ALICE, gateway="default", provider="mail", flow="state-123",
                                   scopes=["mail.read"], tool="mail.read", request_id="req-1")
     audit.authorization_completed(agent="cursor", user=ALICE.user, provider="mail", flow="state-123",
@@ -343,7 +366,7 @@ def test_recording_authorization_requests_and_connection_changes(trail: SQLiteAu
 
 
 def test_recording_skill_runs_and_steps(trail: SQLiteAuditLog) -> None:
-    audit = Recorder(trail, lambda g: ArgumentPolicy(True, frozenset({"password"})), clock=Clock())
+    audit = Recorder(trail, lambda g: ArgumentPolicy(True, frozenset({"password"})), clock=Ticks())
     run = {"gateway": "default", "skill": "reply-to-email", "version": "1.2.0", "run_id": "run-7"}
     audit.skill_run_started(ALICE, **run, arguments={"to": "bob", "password": "x"})
     audit.skill_step(ALICE, **run, step="fetch", status="started", tool="mail.read")
@@ -365,7 +388,7 @@ def test_recording_skill_runs_and_steps(trail: SQLiteAuditLog) -> None:
 
 
 def test_skill_steps_through_the_choke_point_carry_the_run(trail: SQLiteAuditLog) -> None:
-    audit = Recorder(trail, clock=Clock(), ids=lambda: "req")
+    audit = Recorder(trail, clock=Ticks(), ids=lambda: "req")
     step = StepContext("reply-to-email", "1.2.0", "run-7", "send")
     pending = audit.call_decided(ALICE, "default", "mail.send", {"to": "bob"}, Decision(True, "allowed"),
                                  tool_version="sha256:abc", step=step)
@@ -377,7 +400,7 @@ def test_skill_steps_through_the_choke_point_carry_the_run(trail: SQLiteAuditLog
 
 
 def test_recording_admin_changes_with_the_actor(trail: SQLiteAuditLog) -> None:
-    audit = Recorder(trail, clock=Clock())
+    audit = Recorder(trail, clock=Ticks())
     audit.admin(Actor.of(ALICE)).change("bless", "up", {"status": {"before": "quarantined", "after": "pinned"}},
                                         tool="up.echo", tool_version="sha256:new")
     audit.admin(Actor("interlock-server")).change("quarantine", "up", {"hash": {"before": "a", "after": "b"}})
@@ -391,9 +414,9 @@ def test_recording_admin_changes_with_the_actor(trail: SQLiteAuditLog) -> None:
 
 
 def test_queries_filter_by_who_what_and_when(trail: SQLiteAuditLog) -> None:
-    trail.append([ev(1, agent="a1", user_subject="u1", decision="allow"),
-                  ev(2, agent="a2", user_subject="u1", decision="deny"),
-                  ev(3, agent="a1", user_subject="u2", decision="deny", gateway="g", tool="x.y")])
+    trail.append([ev(1, at(1), agent="a1", user_subject="u1", decision="allow"),
+                  ev(2, at(2), agent="a2", user_subject="u1", decision="deny"),
+                  ev(3, at(3), agent="a1", user_subject="u2", decision="deny", gateway="g", tool="x.y")])
 
     def seqs(**q: Any) -> list[int]:
         return [r.seq for r in trail.query(AuditQuery(**q))]
@@ -401,9 +424,31 @@ def test_queries_filter_by_who_what_and_when(trail: SQLiteAuditLog) -> None:
     assert seqs(user="u1") == [2, 1]
     assert seqs(agent="a1", newest_first=False) == [1, 3]
     assert seqs(decision="deny", gateway="g", tool="x.y") == [3]
-    assert seqs(since="2026-06-01T00:00:00.000002+00:00") == [3, 2]
-    assert seqs(until="2026-06-01T00:00:00.000002+00:00") == [1]
+    assert seqs(since=at(2)) == [3, 2]
+    assert seqs(until=at(2)) == [1]
     assert seqs(user="u1", limit=1) == [2]
+
+
+def test_time_ranges_narrowed_by_checkpoints_find_exactly_the_events_in_range(tmp_path: Path) -> None:
+    clock = Clock()
+    with open_audit_log(tmp_path / "audit.db", checkpoint_every=4, clock=clock) as trail:
+        for i in range(60):  # one event every 30 s; checkpoints every 4 events (2 minutes)
+            clock.time = at(i * 30)
+            trail.append([ev(i, time=clock.time)])
+        everything = [(r.seq, r.event.time) for r in trail.records()]
+        statements: list[str] = []
+
+        def trace(sql: str, params: Any) -> None:
+            statements.append(sql)
+        for since, until in ((None, at(600)), (at(300), None), (at(305), at(1205)), (at(0), at(1800)),
+                             (at(1790), at(1795))):
+            found = [(r.seq, r.event.time) for r in trail.query(AuditQuery(since=since, until=until, limit=None,
+                                                                           newest_first=False))]
+            assert found == [(s, t) for s, t in everything if (since is None or t >= since)
+                             and (until is None or t < until)], (since, until)
+            with trail.db.tracer(trace):
+                trail.query(AuditQuery(since=since, until=until))
+            assert "seq > ?" in statements[-1] or "seq <= ?" in statements[-1] or since in (None, at(0))
 
 
 def test_the_user_and_agent_queries_use_their_indexes(trail: SQLiteAuditLog) -> None:
@@ -430,3 +475,16 @@ def test_a_file_that_is_not_sqlite_is_refused(tmp_path: Path) -> None:
         open_audit_log(tmp_path / "x.db")
     assert sqlite3.sqlite_version  # the file was left alone
     assert (tmp_path / "x.db").read_text().startswith("not a database")
+
+
+def test_the_audit_config_is_checked() -> None:
+    from executor.errors import ConfigError
+    from registry.config import parse_config
+
+    with pytest.raises(ConfigError) as err:
+        parse_config("audit: {database: interlock.db, checkpoint_every: 0, retention_days: -1, "
+                     "signing_key_file: ''}")
+    assert [p.split(":")[0] for p in err.value.problems] == [
+        "audit.database", "audit.checkpoint_every", "audit.retention_days", "audit.signing_key_file"]
+    assert parse_config("audit: {retention_days: 30}").audit.retention_days == 30
+
