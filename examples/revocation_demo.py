@@ -246,8 +246,9 @@ async def play(stage: Stage, mode: str, out: Callable[[str], None] = print) -> N
             n.step(4, f"revoke: the admin revokes `{AGENT}`'s connection to `{PROVIDER}` for `{USER}`")
             with anyio.fail_after(60):
                 revoked = await anyio.run_process(
-                    [sys.executable, "-m", "registry.cli", "--db", str(stage.workdir / "interlock.db"), "connections",
-                     "revoke", "--agent", AGENT, "--user", USER, "--provider", PROVIDER],
+                    [sys.executable, "-m", "registry.cli", "--db", str(stage.workdir / "interlock.db"),
+                     "--audit-db", str(stage.workdir / "audit.db"), "connections", "revoke", "--agent", AGENT,
+                     "--user", USER, "--provider", PROVIDER],
                     cwd=stage.workdir, env=stage.env, check=False)
             said = revoked.stdout.decode().strip()
             if revoked.returncode != 0 or not said.startswith("revoked"):

@@ -134,6 +134,18 @@ class Executor:
         self._finished(pending, started, "tool_error" if result.is_error else "success")
         return result
 
+    def refuse(self, principal: Principal, gateway: str, tool: str, arguments: dict[str, Any]) -> Decision:
+        """Decide ``tool`` for a caller answered before the call path (the HTTP step-up 403) and record
+        the refusal. Never invokes anything; an allowed decision (the policy changed meanwhile) is
+        returned unrecorded, for the caller to take the call path after all."""
+        snapshot = self._catalog.current()
+        decision: Decision = snapshot.decide(principal, gateway, tool)
+        if not decision.allowed:
+            entry: Any = snapshot.tools.get(tool)
+            self._audit.call_decided(principal, gateway, tool, arguments, decision,
+                                     tool_version=getattr(entry, "pinned_hash", None))
+        return decision
+
     def _finished(self, pending: PendingCall, started: float, outcome: Outcome, error: str | None = None, *,
                   authorization: AuthorizationRequired | None = None) -> None:
         latency_ms = (time.perf_counter() - started) * 1000

@@ -26,6 +26,8 @@ import jsonschema
 import mcp.types as types
 import msgspec
 
+from executor.audit import AuditUnavailableError
+from executor.audit_recorder import Recorder, StepContext
 from executor.call import Executor, denial
 from executor.errors import AccessDeniedError, InterlockError, ToolUnavailableError
 from executor.principal import Principal
@@ -93,13 +95,27 @@ def _size(value: Any) -> int:
 
 
 class SkillRunner:
-    def __init__(self, executor: Executor, catalog: _Decider, runs: RunStore, *,
+    def __init__(self, executor: Executor, catalog: _Decider, runs: RunStore, *, audit: Recorder | None = None,
                  limits: RunLimits = RunLimits(), clock: Callable[[], float] = time.time) -> None:
         self._executor = executor
         self._catalog = catalog
         self._runs = runs
+        self._audit = audit
         self._limits = limits
         self._clock = clock
+
+    def _note(self, what: str, principal: Principal, gateway: str, run: RunRecord, **details: Any) -> None:
+        """Record a run or step event in the audit trail (the steps' tool calls are recorded by
+        ``Executor.call``). Raises ``AuditUnavailableError`` when the trail refuses."""
+        if self._audit is None:
+            return
+        common: dict[str, Any] = {"gateway": gateway, "skill": run.skill, "version": run.version, "run_id": run.id}
+        if what == "started":
+            self._audit.skill_run_started(principal, **common, arguments=run.inputs)
+        elif what == "finished":
+            self._audit.skill_run_finished(principal, **common, **details)
+        else:
+            self._audit.skill_step(principal, **common, **details)
 
     def preflight(self, principal: Principal, gateway: str, skill: Skill, steps: list[Step]) -> None:
         """Decide every step before any runs. Raises the first denial, naming the step. A step the
@@ -144,14 +160,23 @@ class SkillRunner:
         except (ToolUnavailableError, AccessDeniedError) as exc:
             self._runs.put_run(msgspec.structs.replace(run, status="refused", error=exc.message,
                                                        updated_at=self._clock()))
+            self._quietly("finished", principal, gateway, run, outcome="refused",
+                          reason=getattr(exc, "reason", exc.code))
             raise
         self._runs.put_run(run)
+        try:
+            self._note("started" if run.next_step == 0 else "step", principal, gateway, run,
+                       **({} if run.next_step == 0 else {"step": skill.steps[run.next_step].id, "status": "resumed"}))
+        except AuditUnavailableError:
+            return self._fail(principal, gateway, run,
+                              "the run could not be audited (audit_unavailable), so it was not started")
         deadline = run.created_at + self._limits.max_run_seconds
         for index in range(run.next_step, len(skill.steps)):
             step = skill.steps[index]
             if self._clock() > deadline:
-                return self._fail(run, f"the run took longer than {self._limits.max_run_seconds:g}s; it was stopped "
-                                       f"before step `{step.id}`")
+                return self._fail(principal, gateway, run,
+                                  f"the run took longer than {self._limits.max_run_seconds:g}s; it was stopped "
+                                  f"before step `{step.id}`")
             if progress is not None:
                 await progress(index, len(skill.steps), f"step {step.id}: {step.tool}")
             started = self._clock()
@@ -159,47 +184,56 @@ class SkillRunner:
                 if not step_condition(step, run.inputs, states):
                     states[step.id] = StepState(status="skipped")
                     self._record(run, index, step, "skipped", 0, None, None, started)
+                    self._quietly("step", principal, gateway, run, step=step.id, status="skipped", tool=step.tool)
                     run = self._advance(run, index)
                     continue
                 arguments = step_arguments(step, run.inputs, states)
             except SkillTemplateError as exc:
-                return self._fail(run, f"step `{step.id}`: {exc.message}")
+                return self._fail(principal, gateway, run, f"step `{step.id}`: {exc.message}")
             if _size(arguments) > self._limits.max_argument_bytes:
                 limit = self._limits.max_argument_bytes
-                return self._fail(run, f"step `{step.id}`: its arguments exceed {limit} bytes")
+                return self._fail(principal, gateway, run, f"step `{step.id}`: its arguments exceed {limit} bytes")
             try:
-                result, attempts = await self._call(principal, gateway, skill, step, arguments)
+                result, attempts = await self._call(principal, gateway, skill, step, arguments,
+                                                    StepContext(skill.name, skill.version, run.id, step.id))
             except AuthorizationRequired as exc:
                 self._runs.put_run(msgspec.structs.replace(run, status="paused", next_step=index,
                                                            updated_at=self._clock()))
+                self._quietly("step", principal, gateway, run, step=step.id, status="paused", tool=step.tool,
+                              reason=exc.code)
                 raise SkillPaused(exc, run.id, step.id) from None
             except (ToolUnavailableError, AccessDeniedError) as exc:
                 # Decided again at the moment it ran: something changed mid-run.
                 message = f"skill `{skill.name}` stopped: step `{step.id}` was not allowed when it ran: {exc.message}"
-                self._fail(run, message)
+                self._fail(principal, gateway, run, message)
                 if isinstance(exc, AccessDeniedError):
                     raise AccessDeniedError(message, reason=exc.reason, side=exc.side,
                                             missing_scopes=exc.missing_scopes) from None
                 raise ToolUnavailableError(message) from None
             output = step_output(result)
             if _size(output) > self._limits.max_output_bytes:
-                return self._fail(run, f"step `{step.id}`: its output exceeds {self._limits.max_output_bytes} bytes")
+                return self._fail(principal, gateway, run,
+                                  f"step `{step.id}`: its output exceeds {self._limits.max_output_bytes} bytes")
             if result.is_error:
                 message = str(output)[:500]
                 self._record(run, index, step, "failed", attempts, None, message, started)
+                self._quietly("step", principal, gateway, run, step=step.id, status="failed", tool=step.tool)
                 if step.on_error != "continue":
-                    return self._fail(run, f"step `{step.id}` ({step.tool}) failed: {message}")
+                    return self._fail(principal, gateway, run, f"step `{step.id}` ({step.tool}) failed: {message}")
                 states[step.id] = StepState(status="error", error=message)
             else:
                 self._record(run, index, step, "succeeded", attempts, output, None, started)
+                self._quietly("step", principal, gateway, run, step=step.id, status="succeeded", tool=step.tool)
                 states[step.id] = StepState(output=output)
             run = self._advance(run, index)
         try:
             outputs = skill_outputs(skill, run.inputs, states)
         except SkillTemplateError as exc:
-            return self._fail(run, f"outputs: {exc.message}")
+            return self._fail(principal, gateway, run, f"outputs: {exc.message}")
         self._runs.put_run(msgspec.structs.replace(run, status="succeeded", outputs=outputs,
                                                    next_step=len(skill.steps), updated_at=self._clock()))
+        self._quietly("finished", principal, gateway, run, outcome="succeeded",
+                      latency_ms=(self._clock() - run.created_at) * 1000)
         if progress is not None:
             await progress(len(skill.steps), len(skill.steps), "done")
         text = msgspec.json.encode(outputs).decode()
@@ -207,11 +241,11 @@ class SkillRunner:
                                     _meta={"io.interlock/run": run.id})
 
     async def _call(self, principal: Principal, gateway: str, skill: Skill, step: Step,
-                    arguments: dict[str, Any]) -> tuple[types.CallToolResult, int]:
+                    arguments: dict[str, Any], context: StepContext) -> tuple[types.CallToolResult, int]:
         retry = skill.step_retry(step)
         attempts = retry.attempts if retry else 1
         for attempt in range(1, attempts + 1):
-            result = await self._executor.call(principal, gateway, step.tool, arguments)
+            result = await self._executor.call(principal, gateway, step.tool, arguments, step=context)
             if not result.is_error or attempt == attempts:
                 return result, attempt
             assert retry is not None
@@ -224,13 +258,23 @@ class SkillRunner:
                                        attempts=attempts, output=output, error=error, started_at=started,
                                        finished_at=self._clock()))
 
+    def _quietly(self, what: str, principal: Principal, gateway: str, run: RunRecord, **details: Any) -> None:
+        """Run and step *outcomes* come after their effects: a trail that refuses them is logged, the
+        effects (already recorded by ``Executor.call``) stand."""
+        try:
+            self._note(what, principal, gateway, run, **details)
+        except AuditUnavailableError as exc:
+            log.error("could not audit skill run %s: %s", run.id, exc.message)
+
     def _advance(self, run: RunRecord, index: int) -> RunRecord:
         run = msgspec.structs.replace(run, next_step=index + 1, updated_at=self._clock())
         self._runs.put_run(run)
         return run
 
-    def _fail(self, run: RunRecord, message: str) -> types.CallToolResult:
+    def _fail(self, principal: Principal, gateway: str, run: RunRecord, message: str) -> types.CallToolResult:
         self._runs.put_run(msgspec.structs.replace(run, status="failed", error=message, updated_at=self._clock()))
+        self._quietly("finished", principal, gateway, run, outcome="failed", reason=message[:200],
+                      latency_ms=(self._clock() - run.created_at) * 1000)
         log.info("skill run %s failed: %s", run.id, message)
         return types.CallToolResult(content=[types.TextContent(type="text", text=f"skill `{run.skill}` failed: "
                                                                                   f"{message}")], is_error=True,

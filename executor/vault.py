@@ -16,11 +16,15 @@ import secrets
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Literal
 
 import msgspec
 
+from executor.audit import AuditUnavailableError
+from executor.audit_recorder import Recorder
 from executor.connections import ConnectionKey, ConnectionRow, ConnectionStore, FlowRow
 from executor.errors import InterlockError
+from executor.principal import User
 from executor.provider_client import ProviderClient, ProviderError, TokenSet
 from executor.sealing import Sealer
 
@@ -47,8 +51,9 @@ def _now_iso() -> str:
 
 class Vault:
     def __init__(self, store: ConnectionStore, sealer: Sealer, providers: dict[str, ProviderClient],
-                 base_url: str, *, clock: Callable[[], float] = time.time) -> None:
+                 base_url: str, *, audit: Recorder | None = None, clock: Callable[[], float] = time.time) -> None:
         self.store = store
+        self.audit = audit
         self.sealer = sealer
         self.providers = providers
         self.base_url = base_url.rstrip("/")
@@ -76,6 +81,7 @@ class Vault:
         """The provider rejected the token (an upstream 401): the connection is gone."""
         if self.store.delete_connection(key):
             log.info("connection dropped after the provider rejected its token: %s", key.describe())
+            self._changed("revoked", key, reason="upstream_rejected_token")
 
     # -- authorization requests
 
@@ -100,6 +106,18 @@ class Vault:
         self.store.put_connection(ConnectionRow(
             key=key, sealed=self._seal(key, tokens), scopes=sorted(set(tokens.scopes or scopes)),
             expires_at=tokens.expires_at, created_at=now, refreshed_at=now))
+        self._changed("created", key, credential=tokens.access_token)
+
+    def _changed(self, change: Literal["created", "refreshed", "revoked"], key: ConnectionKey, *,
+                 credential: str | None = None, reason: str | None = None) -> None:
+        """Record a connection change. It has happened already: a trail that refuses is logged."""
+        if self.audit is None:
+            return
+        try:
+            self.audit.connection_changed(change, agent=key.agent, user=User(key.issuer, key.subject),
+                                          provider=key.provider, credential_id=credential, reason=reason)
+        except AuditUnavailableError as exc:
+            log.error("could not audit a connection change (%s): %s", change, exc.message)
 
     async def revoke(self, key: ConnectionKey) -> bool:
         """Delete the connection, then revoke its tokens at the provider where it offers RFC 7009.
@@ -108,6 +126,7 @@ class Vault:
         if row is None or not self.store.delete_connection(key):
             return False
         self.store.delete_flows(key)
+        self._changed("revoked", key, reason="revoked_by_admin")
         client = self.providers.get(key.provider)
         if client is not None:
             try:
@@ -147,6 +166,7 @@ class Vault:
     async def _refresh(self, key: ConnectionKey, row: ConnectionRow, tokens: TokenSet) -> TokenSet | None:
         if tokens.refresh_token is None:
             self.store.delete_connection(key)
+            self._changed("revoked", key, reason="no_refresh_token")
             return None
         try:
             fresh = await self.providers[key.provider].refresh(tokens.refresh_token, row.scopes)
@@ -158,6 +178,7 @@ class Vault:
                 log.info("refresh refused by the provider (%s); asking for authorization: %s",
                          exc.oauth_error, key.describe())
                 self.store.delete_connection(key)
+                self._changed("revoked", key, reason=f"refresh_refused:{exc.oauth_error}")
                 return None
             raise
         updated = msgspec.structs.replace(row, sealed=self._seal(key, fresh), expires_at=fresh.expires_at,
@@ -166,4 +187,5 @@ class Vault:
             # Another worker refreshed (or revoked) first: use what it stored.
             current = self.store.get_connection(key)
             return None if current is None else self._open(current)
+        self._changed("refreshed", key, credential=fresh.access_token)
         return fresh

@@ -75,10 +75,10 @@ def build_runtime(config: Config, store: Store, audit_log: AuditLog | None = Non
     http = httpx2.AsyncClient(timeout=httpx2.Timeout(15.0))
     # Vault keys and provider secrets are read from the environment here, once, at start-up.
     vault = build_vault(store, base_url=base_url, env=os.environ, config=config.vault,
-                        database=config.server.database, http=http)
+                        database=config.server.database, http=http, audit=audit)
     executor = Executor(catalog, upstreams, vault, audit=audit)
     verifier = TokenVerifier(catalog.current().issuers)
-    surface = McpSurface(catalog, executor, verifier, base_url, SkillRunner(executor, catalog, store))
+    surface = McpSurface(catalog, executor, verifier, base_url, SkillRunner(executor, catalog, store, audit=audit))
     issuer = None
     if config.identity.embedded.enabled:
         embedded = config.identity.embedded

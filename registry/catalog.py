@@ -52,6 +52,8 @@ class CatalogTool:
     upstream_name: str
     exposed: types.Tool | None
     """The pinned definition under its exposed name; None unless servable (pinned)."""
+    pinned_hash: str = ""
+    """The pin, recorded in the audit as the tool's version."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,7 +179,7 @@ def build_snapshot(store: Store, generation: int) -> Snapshot:
                 log.warning("tool %s has a definition that does not validate; not serving it", t.exposed_name)
         status = t.status if exposed is not None or t.status != "pinned" else "invalid"
         facts = ToolFacts(t.exposed_name, status, effective_annotations(t.definition))
-        tools[t.exposed_name] = CatalogTool(facts, t.server, t.name, exposed)
+        tools[t.exposed_name] = CatalogTool(facts, t.server, t.name, exposed, t.pinned_hash)
     listing = sorted(n for n, t in tools.items() if t.exposed is not None)
     issuers = [i.spec for i in store.list_issuers()]
     access = store.get_access_policy()

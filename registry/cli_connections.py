@@ -11,10 +11,14 @@ import anyio
 import httpx2
 import msgspec
 
+from executor.audit import AuditUnavailableError
+from executor.audit_recorder import Recorder
 from executor.connections import ConnectionRow
 from executor.errors import InterlockError
+from executor.principal import User
 from executor.sealing import VaultKeyError
-from registry.config import VaultConfig
+from registry.audit_store import open_configured
+from registry.config import AuditConfig, VaultConfig
 from registry.sqlite_store import open_store
 from registry.store import Store
 from registry.vault_setup import build_vault
@@ -57,11 +61,19 @@ def cmd_revoke(args: argparse.Namespace) -> int:
     db = args.db or "interlock.db"
     store = open_store(db)
 
+    try:
+        trail = open_configured(AuditConfig(), database=args.audit_db)
+    except AuditUnavailableError as exc:
+        # A revocation must always be possible: it only ever takes power away.
+        print(f"warning: {exc.message}; this revocation will not be in the audit trail", file=sys.stderr)
+        trail = None
+    audit = Recorder(trail) if trail is not None else None
+
     async def run() -> list[Any]:
         async with httpx2.AsyncClient() as http:
             try:
                 vault = build_vault(store, base_url="http://unused", env=os.environ, config=VaultConfig(),
-                                    database=db, http=http, generate_key=False)
+                                    database=db, http=http, generate_key=False, audit=audit)
             except (VaultKeyError, InterlockError) as exc:
                 # Without the vault key the tokens cannot be read to revoke them at the provider;
                 # deleting them still stops every call here.
@@ -74,12 +86,17 @@ def cmd_revoke(args: argparse.Namespace) -> int:
                 elif vault is None and store.delete_connection(row.key):
                     store.delete_flows(row.key)
                     done.append(row.key)
+                    if audit is not None:
+                        audit.connection_changed("revoked", agent=row.key.agent, provider=row.key.provider,
+                                                 user=User(row.key.issuer, row.key.subject), reason="revoked_by_admin")
             return done
 
     try:
         revoked = anyio.run(run)
     finally:
         store.close()
+        if trail is not None:
+            trail.close()
     for key in revoked:
         print(f"revoked  {key.agent}  {key.issuer}#{key.subject}  {key.provider}")
     if not revoked:

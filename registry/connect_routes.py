@@ -34,9 +34,11 @@ from litestar.handlers import HTTPRouteHandler
 from litestar.params import Parameter
 from litestar.response import Redirect
 
+from executor.audit import AuditUnavailableError
 from executor.connections import FlowRow
 from executor.errors import AuthenticationError
 from executor.identity import TokenVerifier
+from executor.principal import User
 from executor.provider_client import ProviderError, pkce_pair
 from executor.vault import Vault
 
@@ -91,6 +93,16 @@ def connect_routes(vault: Vault, verifier: TokenVerifier, login_clients: Callabl
     def live(flow: FlowRow | None) -> FlowRow | None:
         return flow if flow is not None and flow.status != "completed" and flow.expires_at > clock() else None
 
+    def note(flow: FlowRow, outcome: Any, *, reason: str | None = None, credential: str | None = None) -> None:
+        if vault.audit is None:
+            return
+        try:
+            vault.audit.authorization_completed(agent=flow.key.agent, user=User(flow.key.issuer, flow.key.subject),
+                                                provider=flow.key.provider, flow=flow.id, outcome=outcome,
+                                                credential_id=credential, reason=reason)
+        except AuditUnavailableError as exc:
+            log.error("connect: could not audit a flow's outcome: %s", exc.message)
+
     expired = _page(410, "This link has expired",
                     "It was already used or is too old. Go back to your agent and try again; it will give you a "
                     "new link.")
@@ -144,6 +156,7 @@ def connect_routes(vault: Vault, verifier: TokenVerifier, login_clients: Callabl
             return _page(400, "Sign-in did not complete", "Go back to your agent and try again.")
         if (who.user.issuer, who.user.subject) != (flow.key.issuer, flow.key.subject):
             log.warning("connect: a flow was opened by another user than the one it was started for")
+            note(flow, "mismatch", reason="completed by another user; nothing bound")
             return _page(403, "This link belongs to someone else",
                          "It was started for another user. Nothing was connected to your account or theirs.")
         provider = vault.providers[flow.key.provider]
@@ -168,15 +181,18 @@ def connect_routes(vault: Vault, verifier: TokenVerifier, login_clients: Callabl
         store.put_flow(msgspec.structs.replace(flow, status="pending", provider_state=None, sealed_verifier=None))
         provider = vault.providers[flow.key.provider]
         if error or not code:
+            note(flow, "denied", reason=error[:100] or "no code")
             return _page(400, f"{provider.name} was not connected", "Permission was not given. Nothing changed.")
         try:
             tokens = await provider.exchange_code(code=code, verifier=unseal(flow),
                                                   redirect_uri=f"{base}/connect/callback")
         except ProviderError as exc:
             log.warning("connect: code exchange failed: %s", exc.oauth_error or "no answer")
+            note(flow, "failed", reason=exc.oauth_error or "no answer")
             return _page(502, f"{provider.name} was not connected", "The provider refused. Try again from your agent.")
         vault.save(flow.key, tokens, flow.scopes)
         store.put_flow(msgspec.structs.replace(flow, status="completed", provider_state=None, sealed_verifier=None))
+        note(flow, "success", credential=tokens.access_token)
         return _page(200, f"{provider.name} is connected",
                      f"Agent {flow.key.agent} may now use {provider.name} for you. You can return to your agent.")
 

@@ -32,6 +32,7 @@ from mcp.server.transport_security import TransportSecurityMiddleware, Transport
 from starlette.requests import Request
 from starlette.types import Message, Receive, Scope, Send
 
+from executor.audit import AuditUnavailableError
 from executor.call import Executor
 from executor.errors import AccessDeniedError, AuthenticationError, ToolUnavailableError
 from executor.identity import TokenVerifier
@@ -41,7 +42,7 @@ from executor.skill_runner import SkillInputError, SkillPaused, SkillRunError, S
 from executor.vault import AuthorizationRequired
 from registry.agent_skills import render_skill_md
 from registry.catalog import Catalog, decode_cursor, encode_cursor
-from registry.lean_call import answer, decode_request, era
+from registry.lean_call import CallRequest, answer, decode_request, era
 from registry.skill_registry import SkillVersion
 from registry.skill_surface import (
     EXTENSION,
@@ -250,7 +251,7 @@ class McpSurface:
                 request = None  # not ours to judge: the SDK answers malformed requests
             tool = request.tool if request is not None else None
             if request is not None and tool is not None:
-                if await self._step_up(scope, send, principal, gateway, resource, tool):
+                if await self._step_up(scope, send, principal, gateway, resource, tool, request):
                     return
                 kind = None if tool.startswith(TOOL_PREFIX) else era(scope, request, self.sessions, user)
                 if kind is not None and await self._security.validate_request(Request(scope), is_post=True):
@@ -265,13 +266,26 @@ class McpSurface:
         await self.sessions.handle_request(scope, receive, send)
 
     async def _step_up(self, scope: Scope, send: Send, principal: Principal, gateway: str, resource: str,
-                       tool: str) -> bool:
+                       tool: str, request: CallRequest) -> bool:
         """MCP step-up (SEP-835): a `tools/call` whose only obstacle is a missing token scope is
         answered at the HTTP level, 403 + `WWW-Authenticate: Bearer error="insufficient_scope"`,
-        so the client can re-authorize with the scope and retry."""
-        missing = self.catalog.current().only_missing_scopes(principal, gateway, tool)
+        so the client can re-authorize with the scope and retry. The refusal is decided and
+        audited by the executor, like any other."""
+        snapshot = self.catalog.current()
+        missing = snapshot.only_missing_scopes(principal, gateway, tool)
         if not missing:
             return False
+        arguments = (request.params or {}).get("arguments")
+        version = snapshot.exposed_skill(gateway, tool.removeprefix(TOOL_PREFIX)) \
+            if tool.startswith(TOOL_PREFIX) else None
+        tools = [step.tool for step in version.skill.steps] if version is not None else [tool]
+        try:
+            refused = [self.executor.refuse(principal, gateway, t, arguments if isinstance(arguments, dict) else {})
+                       for t in tools]
+        except AuditUnavailableError:
+            refused = []  # the trail is down: the 403 still stands, nothing was called
+        if refused and all(d.allowed for d in refused):
+            return False  # the policy changed meanwhile: take the call path
         scopes = " ".join(missing)
         challenge = www_authenticate(resource, error="insufficient_scope", scope=scopes,
                                      description=f"this call needs the scope `{scopes}`")

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import httpx2
 
+from executor.audit_recorder import Recorder
 from executor.provider_client import ProviderClient, resolve_secret
 from executor.sealing import Sealer, load_keys
 from executor.vault import Vault
@@ -22,8 +23,9 @@ def default_key_path(database: str | Path) -> Path:
 
 
 def build_vault(store: Store, *, base_url: str, env: Mapping[str, str], config: VaultConfig,
-                database: str | Path, http: httpx2.AsyncClient, generate_key: bool = True) -> Vault:
+                database: str | Path, http: httpx2.AsyncClient, generate_key: bool = True,
+                audit: Recorder | None = None) -> Vault:
     sealer = Sealer(load_keys(env, config.key_env, config.key_file, default_key_path(database),
                               generate=generate_key))
     providers = {p.name: ProviderClient(p, resolve_secret(p, env), http) for p in store.list_providers()}
-    return Vault(store, sealer, providers, base_url)
+    return Vault(store, sealer, providers, base_url, audit=audit)

@@ -18,7 +18,7 @@ from mcp import MCPError
 
 from executor.audit import AuditQuery, digest, fingerprint
 from registry.audit_store import SQLiteAuditLog, open_audit_log
-from tests.support.gateway import MODES, Gateway, agent, start_gateway
+from tests.support.gateway import MODES, Gateway, agent, run_cli, start_gateway
 from tests.support.issuer import TestIssuer
 from tests.support.upstream_server import Upstream, start_upstream
 from tests.test_audit_store import _make_read_only, _make_writable
@@ -89,8 +89,9 @@ def events_of(gw: Gateway, user: str) -> list[dict[str, Any]]:
 
 def call_events(user: str, tool: str, arguments: dict[str, Any], *, reason: str = "allowed",
                 side: str | None = None, outcome: str | None = None, error: str | None = None,
-                gateway: str = "default") -> list[dict[str, Any]]:
+                gateway: str = "default", tool_version: str | None = None) -> list[dict[str, Any]]:
     base = {"gateway": gateway, "agent": "cursor", "user_issuer": None, "user_subject": user, "tool": tool,
+            "tool_version": tool_version,
             "arguments_digest": digest(arguments), "decision": "deny" if side else "allow", "reason": reason,
             "side": side, "credential": fingerprint(f"jti-{user}")}
     decided = [{"kind": "decision", **base}]
@@ -126,7 +127,11 @@ async def test_every_path_through_the_choke_point_leaves_exactly_its_events(
                 await c.call_tool(tool, arguments)
             except MCPError:
                 assert "side" in expected
-    assert events_of(gw, user) == _plain(call_events(user, tool, arguments, **expected), issuer.url)
+    pins = {f"{t['server']}.{t['name']}": t["pinned_hash"]
+            for t in json.loads(run_cli(gw.workdir, "tools", "list", "--json").stdout)}
+    assert pins[tool].startswith("sha256:")  # the tool's version in the trail is its pin
+    assert events_of(gw, user) == _plain(call_events(user, tool, arguments, tool_version=pins[tool], **expected),
+                                         issuer.url)
 
 
 async def test_the_outcome_carries_the_latency(gw: Gateway, issuer: TestIssuer) -> None:

@@ -3,6 +3,7 @@ embedded issuer, the demo mail provider (OAuth 2.1 + MCP), a scripted agent and 
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import subprocess
 import sys
@@ -68,8 +69,8 @@ async def connected(demo: Stage, client: Client, user: str = USER) -> None:
 
 def revoke(demo: Stage, *filters: str) -> str:
     done = subprocess.run([sys.executable, "-m", "registry.cli", "--db", str(demo.workdir / "interlock.db"),
-                           "connections", "revoke", *filters], cwd=demo.workdir, env=demo.env,
-                          capture_output=True, text=True, timeout=60, check=True)
+                           "--audit-db", str(demo.workdir / "audit.db"), "connections", "revoke", *filters],
+                          cwd=demo.workdir, env=demo.env, capture_output=True, text=True, timeout=60, check=True)
     return done.stdout
 
 
@@ -242,3 +243,26 @@ def test_the_vault_is_encrypted_at_rest(demo: Stage) -> None:
     raw = Path(demo.workdir / "interlock.db").read_bytes()
     for t in vault_tokens(demo):
         assert t.access_token.encode() not in raw
+
+
+def trail(demo: Stage) -> list[dict[str, Any]]:
+    done = subprocess.run([sys.executable, "-m", "registry.cli", "--audit-db", str(demo.workdir / "audit.db"),
+                           "audit", "query", "--limit", "100000", "--json"], cwd=demo.workdir,
+                          capture_output=True, text=True, timeout=60, check=True)
+    return sorted(json.loads(done.stdout), key=lambda r: r["seq"])
+
+
+async def test_connections_and_authorizations_are_in_the_audit_trail(demo: Stage) -> None:
+    revoke(demo, "--all")
+    start = trail(demo)[-1]["seq"]
+    async with session(demo) as client:
+        await connected(demo, client)
+    revoke(demo, "--agent", AGENT)
+    events = [r["event"] for r in trail(demo) if r["seq"] > start]
+    flow = [(e["kind"], e.get("outcome")) for e in events if e["kind"].startswith(("authorization_", "connection_"))]
+    # asked, connected, completed by its user; refreshed on use (tokens here live 30 s); revoked by the admin
+    assert flow[:3] == [("authorization_requested", None), ("connection_created", None),
+                        ("authorization_completed", "success")]
+    assert flow[-1] == ("connection_revoked", None)
+    assert events[-1]["reason"] == "revoked_by_admin" and events[-1]["provider"] == PROVIDER
+    assert {(e["agent"], e["user_subject"]) for e in events} == {(AGENT, USER)}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -9,7 +10,7 @@ import httpx2
 import pytest
 from mcp import MCPError
 
-from tests.support.gateway import MODES, Gateway, agent, start_gateway
+from tests.support.gateway import MODES, Gateway, agent, run_cli, start_gateway
 from tests.support.issuer import TestIssuer
 from tests.support.upstream_server import Upstream
 
@@ -137,6 +138,11 @@ async def test_destructive_tools_need_a_step_up_scope(issuer: TestIssuer, upstre
         assert r.status_code == 403
         assert r.headers["www-authenticate"].startswith('Bearer error="insufficient_scope"')
         assert 'scope="actions:destructive"' in r.headers["www-authenticate"]
+        # the refusal is in the audit trail like any other decision
+        trail = json.loads(run_cli(g.workdir, "--audit-db", str(g.workdir / "interlock-audit.db"), "audit", "query",
+                                   "--user", "bob", "--decision", "deny", "--json").stdout)
+        assert [(e["event"]["tool"], e["event"]["reason"], e["event"]["side"]) for e in trail] == [
+            ("up.echo", "scope_missing", "token")]
         # echo says nothing about itself, so MCP's defaults make it destructive; structured is read-only
         async with agent(g.url(), token(issuer, g, "claude", "alice")) as c:
             assert await outcome(c, "up.structured") == OK

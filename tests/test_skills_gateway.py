@@ -215,3 +215,24 @@ async def test_a_grant_revoked_mid_run_stops_the_next_step(issuer: TestIssuer, u
         assert "result" not in outcome
         assert "not allowed when it ran" in outcome["error"].error.message
         assert "failed" in run_cli(g.workdir, "runs", "list").stdout
+
+
+async def test_a_run_and_each_step_are_in_the_audit_trail(gw: Gateway, issuer: TestIssuer) -> None:
+    async with agent(gw.url(), token(issuer, gw)) as c:
+        result = await c.call_tool("skill.count-then-echo", {"n": 6})
+    run_id = result.meta["io.interlock/run"]  # type: ignore[index]
+    rows = json.loads(run_cli(gw.workdir, "--audit-db", str(gw.workdir / "interlock-audit.db"), "audit", "query",
+                              "--limit", "500", "--json").stdout)
+    mine = sorted((r for r in rows if r["event"].get("run_id") == run_id), key=lambda r: r["seq"])
+    mine = [r["event"] for r in mine]
+    assert [(e["kind"], e.get("step"), e.get("tool"), e.get("outcome")) for e in mine] == [
+        ("skill_run_started", None, None, None),
+        ("decision", "counted", "up.count", None), ("intent", "counted", "up.count", None),
+        ("outcome", "counted", "up.count", "success"), ("skill_step", "counted", "up.count", "succeeded"),
+        ("decision", "facts", "up.structured", None), ("intent", "facts", "up.structured", None),
+        ("outcome", "facts", "up.structured", "success"), ("skill_step", "facts", "up.structured", "succeeded"),
+        ("decision", "said", "up.echo", None), ("intent", "said", "up.echo", None),
+        ("outcome", "said", "up.echo", "success"), ("skill_step", "said", "up.echo", "succeeded"),
+        ("skill_run_finished", None, None, "succeeded"),
+    ]
+    assert all(e["skill"] == "count-then-echo" for e in mine)
