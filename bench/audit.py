@@ -30,7 +30,7 @@ from typing import Any
 import anyio
 import mcp.types as types
 
-from executor.audit import AuditQuery, Event, Outcome, canonical_json
+from executor.audit import AuditQuery, Event, EventKind, Outcome, canonical_json
 from executor.audit_chain import GENESIS, link_hash, sign_checkpoint
 from executor.audit_recorder import PendingCall, Recorder, StepContext
 from executor.call import Executor
@@ -130,7 +130,7 @@ def large_trail(folder: Path, events: int, queries: int) -> dict[str, Any]:
     checkpoints = []
     base = 1_780_000_000  # seconds; one event every 30 s of made-up time
     for seq in range(1, events + 1):
-        kind = ("decision", "intent", "outcome")[seq % 3]
+        kind: EventKind = ("decision", "intent", "outcome")[seq % 3]
         when = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(base + seq * 30)) + ".000000+00:00"
         event = Event(kind=kind, time=when, request_id=f"{seq // 3:016x}", gateway="default",
                       agent=rng.choice(agents), user_issuer="https://idp.example", user_subject=rng.choice(users),
