@@ -56,6 +56,7 @@ from registry.config import IssuerConfig
 log = logging.getLogger(__name__)
 
 MAX_TOKEN_LENGTH = 16 * 1024
+VERIFIED_CACHE_SIZE = 10_000
 """Longest token we parse at all; real access tokens are a few KiB at most."""
 MAX_DOCUMENT_BYTES = 1024 * 1024
 """Longest metadata or JWKS document we accept from an issuer."""
@@ -171,6 +172,11 @@ class TokenVerifier:
         self._clock = clock
         self._issuers: dict[str, _IssuerState] = {}
         self._local: dict[str, _IssuerState] = {}
+        self._verified: dict[str, tuple[_IssuerState, KeySet, dict[str, Any]]] = {}
+        """token -> (issuer state, key set, claims) of a signature already checked. Only the
+        signature work is remembered: it holds while the issuer's state and key set are the very
+        objects it was checked with (``set_issuers`` and key refreshes replace them). Claims
+        (expiry, audience) and revocation are checked on every call."""
         self.set_issuers(issuers)
 
     def register_local_issuer(
@@ -199,6 +205,12 @@ class TokenVerifier:
 
     async def verify(self, token: str, audience: str) -> Principal:
         """Verify ``token`` for the resource ``audience`` (our RFC 8707 resource URI)."""
+        seen = self._verified.get(token)
+        if seen is not None:
+            checked_with, checked_keys, checked_claims = seen
+            if self._current(checked_with) is checked_with and self._keys_of(checked_with) is checked_keys:
+                return self._accept(checked_with, checked_claims, audience)
+            del self._verified[token]
         if len(token) > MAX_TOKEN_LENGTH:
             raise AuthenticationError("token is too large")
         obj, unverified = _parse(token)
@@ -239,6 +251,24 @@ class TokenVerifier:
             raise AuthenticationError("token signature could not be verified")
 
         claims = unverified  # the payload we parsed is exactly the one whose signature verified
+        principal = self._accept(state, claims, audience)
+        checked = self._keys_of(state)
+        if checked is not None:
+            if len(self._verified) >= VERIFIED_CACHE_SIZE:
+                self._verified.clear()
+            self._verified[token] = (state, checked, claims)
+        return principal
+
+    def _current(self, state: _IssuerState) -> _IssuerState | None:
+        issuer = state.config.issuer
+        return self._local.get(issuer) if state.local is not None else self._issuers.get(issuer)
+
+    @staticmethod
+    def _keys_of(state: _IssuerState) -> KeySet | None:
+        return state.local.verification_keys() if state.local is not None else state.keys
+
+    def _accept(self, state: _IssuerState, claims: dict[str, Any], audience: str) -> Principal:
+        """The checks made on every call, signature aside: claims, audience, revocation."""
         self._check_claims(state.config, claims, audience)
         if state.local is not None:
             jti = claims.get("jti")

@@ -555,3 +555,37 @@ async def test_oversized_token_is_rejected_before_parsing(issuer: TestIssuer) ->
     async with verifier(issuer.config()) as v:
         assert await rejected(v, big) == "token is too large"
         assert await rejected(v, "a" * 100_000) == "token is too large"
+
+
+# -- the verified-signature memo ------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_a_remembered_signature_still_expires_and_still_checks_the_audience(issuer: TestIssuer) -> None:
+    clock = Clock()
+    async with verifier(issuer.config(), clock=clock) as v:
+        token = issuer.mint(sub="alice", client_id="cursor", aud=AUD, lifetime=60)
+        first = await v.verify(token, AUD)
+        assert await v.verify(token, AUD) == first  # the second verification reuses the signature check
+        assert "resource" in await rejected(v, token, "https://elsewhere.example/mcp/default")
+        clock.offset = 3600
+        assert "expired" in await rejected(v, token)
+
+
+@pytest.mark.anyio
+async def test_a_remembered_signature_is_forgotten_when_its_key_is_withdrawn(fresh: TestIssuer) -> None:
+    async with verifier(fresh.config(), jwks_refresh_cooldown=0.0) as v:
+        old = fresh.mint(sub="alice", client_id="cursor", aud=AUD)
+        await v.verify(old, AUD)
+        fresh.rotate(keep_old=False)  # the old key is withdrawn (say, compromised)
+        await v.verify(fresh.mint(sub="bob", client_id="cursor", aud=AUD), AUD)  # a new kid: keys refetched
+        assert "signature" in await rejected(v, old)
+
+
+@pytest.mark.anyio
+async def test_a_remembered_signature_is_forgotten_when_the_issuer_is_no_longer_trusted(issuer: TestIssuer) -> None:
+    async with verifier(issuer.config()) as v:
+        token = issuer.mint(sub="alice", client_id="cursor", aud=AUD)
+        await v.verify(token, AUD)
+        v.set_issuers([])
+        assert "not trusted" in await rejected(v, token)
