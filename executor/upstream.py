@@ -51,9 +51,11 @@ import mcp.types as types
 from mcp import Client, MCPError
 from mcp.client.stdio import StdioServerParameters, get_default_environment, stdio_client
 from mcp.client.streamable_http import streamable_http_client
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import ValidationError
 
 from executor.errors import UpstreamError, UpstreamTimeoutError, UpstreamUnauthorizedError
+from executor.upstream_http import RawHTTPError, RawMcpEndpoint
 from registry.config import UpstreamConfig
 
 log = logging.getLogger(__name__)
@@ -72,6 +74,8 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 
 # The client identity sent to upstreams.
 _CLIENT_INFO = types.Implementation(name="interlock", version="0.1.0")
+_HEADER_SAFE = re.compile(r"[A-Za-z0-9._~+/=-]{1,4096}")
+"""Characters a tool name or a bearer token may have to go into a hand-written header."""
 
 
 def _clean(text: str, limit: int = _MESSAGE_LIMIT) -> str:
@@ -113,6 +117,10 @@ def _what_went_wrong(exc: BaseException) -> str:
         return "it dropped the HTTP connection"
     if isinstance(exc, httpx2.HTTPError):
         return f"HTTP failure ({type(exc).__name__})"
+    if isinstance(exc, RawHTTPError):
+        return f"it answered the lean call badly ({exc})"
+    if isinstance(exc, ConnectionError):
+        return "the connection was refused or dropped"
     if isinstance(exc, OSError):  # spawning a stdio server; str(exc) would name the command
         reason = os.strerror(exc.errno) if exc.errno else type(exc).__name__
         return f"the server process could not be started ({reason})"
@@ -165,8 +173,8 @@ class _Connection:
     """One upstream session, owned by its keeper task."""
 
     __slots__ = (
-        "broken", "client", "credential", "done", "error", "inflight", "key", "prime_lock", "primed", "ready",
-        "retired", "spec", "stop", "unauthorized",
+        "broken", "client", "credential", "done", "error", "inflight", "key", "prime_lock", "primed", "raw",
+        "ready", "retired", "spec", "stop", "unauthorized",
     )
 
     def __init__(self, spec: UpstreamConfig, key: str, credential: Credential | None) -> None:
@@ -175,6 +183,8 @@ class _Connection:
         self.credential = credential
         self.unauthorized = False
         """The upstream answered HTTP 401 on this session."""
+        self.raw: RawMcpEndpoint | None = None
+        """The lean tools/call endpoint, once the session is known to be stateless."""
         self.client: Client | None = None
         """Set while the session is open."""
         self.error: BaseException | None = None
@@ -254,13 +264,10 @@ class UpstreamPool:
                 client = conn.client
                 if client is None:  # closed under us while priming
                     raise self._failure(conn, MCPError(types.CONNECTION_CLOSED, "Connection closed"))
-                # Lean-path seam: for HTTP upstreams a raw JSON-RPC `tools/call` could replace the
-                # SDK client here: POST over the shared keep-alive httpx2 client (headers from the
-                # session's negotiated version) and relay the result bytes without pydantic
-                # round-trips. The SDK client and httpx2 cost about a millisecond per call on top
-                # of the ~0.35 ms loopback hop (shared/notes/performance-floor.md); the benchmark
-                # wants ≤ 1.5 ms of gateway overhead.
+                raw = self._lean(conn, client, name)
                 with anyio.fail_after(spec.timeout_seconds):
+                    if raw is not None:  # a stateless (2026-07-28) HTTP upstream: one hand-written POST
+                        return self._lean_result(conn, await raw.call_tool(name, arguments))
                     return await client.call_tool(name, arguments)
             except TimeoutError as exc:
                 raise self._timeout(spec) from exc
@@ -274,11 +281,44 @@ class UpstreamPool:
                     raise self._failure(conn, exc) from exc
             except UpstreamError:
                 raise
+            except RawHTTPError as exc:
+                if exc.status == 401:
+                    conn.unauthorized = True
+                raise self._failure(conn, exc) from exc
             except Exception as exc:
                 raise self._failure(conn, exc) from exc
             finally:
                 conn.release()
         raise AssertionError("unreachable")  # pragma: no cover
+
+    @staticmethod
+    def _lean(conn: _Connection, client: Client, tool: str) -> RawMcpEndpoint | None:
+        """The lean endpoint for this session, when it may be used: plain-http upstreams the SDK
+        negotiated as stateless (2026-07-28), and names and credentials that are header-safe."""
+        spec = conn.spec
+        if spec.url is None or not spec.url.startswith("http://") or not _HEADER_SAFE.fullmatch(tool):
+            return None
+        if conn.raw is None:
+            try:
+                version = client.protocol_version
+            except Exception:  # not negotiated (yet): the SDK keeps the call
+                return None
+            token = conn.credential.token if conn.credential is not None else None
+            if version not in MODERN_PROTOCOL_VERSIONS or (token is not None and not _HEADER_SAFE.fullmatch(token)):
+                return None
+            headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
+            conn.raw = RawMcpEndpoint(spec.url, headers=headers, protocol_version=version,
+                                      client_info=_CLIENT_INFO.model_dump(exclude_none=True))
+        return conn.raw
+
+    def _lean_result(self, conn: _Connection, response: dict[str, Any]) -> types.CallToolResult:
+        error = response.get("error")
+        if isinstance(error, dict):
+            raise UpstreamError(f"upstream `{conn.spec.name}` refused the call: {_clean(str(error.get('message')))}")
+        try:
+            return types.CallToolResult.model_validate(response.get("result"))
+        except ValidationError as exc:
+            raise self._failure(conn, exc) from exc
 
     async def aclose(self) -> None:
         """Close every session and stop every stdio child process. The pool is unusable afterwards."""
@@ -385,6 +425,8 @@ class UpstreamPool:
                 log.warning("upstream `%s` could not be connected to: %s", spec.name, _what_went_wrong(exc))
         finally:
             conn.client = None
+            if conn.raw is not None:
+                conn.raw.close()
             conn.ready.set()
             conn.done.set()
             self._open.discard(conn)
@@ -508,6 +550,14 @@ class UpstreamPool:
         if conn.unauthorized:
             self._retire(conn)
             return UpstreamUnauthorizedError(f"upstream `{name}` no longer accepts the credential it was given")
+        if isinstance(leaf, RawHTTPError | ConnectionError | asyncio.IncompleteReadError):
+            self._retire(conn)  # the next call reconnects through the SDK, which notices a crash
+            if isinstance(leaf, RawHTTPError) and leaf.status is not None:
+                return UpstreamError(f"upstream `{name}` answered the {doing} with HTTP {leaf.status}; {_ADVICE}")
+            if isinstance(leaf, RawHTTPError) and "closed" not in str(leaf):
+                return UpstreamError(f"upstream `{name}` answered the {doing} with {leaf}; {_ADVICE}")
+            return UpstreamError(f"upstream `{name}` closed the connection before answering "
+                                 f"(it may have crashed); {_ADVICE}")
         if (isinstance(leaf, MCPError) and leaf.code == types.CONNECTION_CLOSED) or conn.client is None:
             self._retire(conn)
             return UpstreamError(f"upstream `{name}` closed the connection before answering "

@@ -376,3 +376,15 @@ async def test_aclose_ends_calls_in_flight() -> None:
             await pool.aclose()
     assert len(caught) == 1 and "closed the connection" in str(caught[0])
     assert children("--stdio") == []
+
+
+async def test_stateless_http_upstreams_take_the_lean_path(pool: UpstreamPool, paged: Upstream) -> None:
+    spec = http("paged", paged.url)
+    with anyio.fail_after(30):
+        first = await pool.call_tool(spec, "echo", {"text": "one"})
+        second = await pool.call_tool(spec, "structured", {"n": 3})
+    conn = pool._connections["paged"]
+    assert conn.raw is not None  # negotiated 2026-07-28: tools/call goes out by hand, on a kept connection
+    assert text_of(first) == "one"
+    assert second.structured_content == {"n": 3, "square": 9, "parity": "odd", "label": "#3"}
+    assert len(conn.raw._idle) == 1
