@@ -183,9 +183,8 @@ class SkillRunner:
             try:
                 if not step_condition(step, run.inputs, states):
                     states[step.id] = StepState(status="skipped")
-                    self._record(run, index, step, "skipped", 0, None, None, started)
+                    run = self._record(run, index, step, "skipped", 0, None, None, started)
                     self._quietly("step", principal, gateway, run, step=step.id, status="skipped", tool=step.tool)
-                    run = self._advance(run, index)
                     continue
                 arguments = step_arguments(step, run.inputs, states)
             except SkillTemplateError as exc:
@@ -216,16 +215,15 @@ class SkillRunner:
                                   f"step `{step.id}`: its output exceeds {self._limits.max_output_bytes} bytes")
             if result.is_error:
                 message = str(output)[:500]
-                self._record(run, index, step, "failed", attempts, None, message, started)
+                run = self._record(run, index, step, "failed", attempts, None, message, started)
                 self._quietly("step", principal, gateway, run, step=step.id, status="failed", tool=step.tool)
                 if step.on_error != "continue":
                     return self._fail(principal, gateway, run, f"step `{step.id}` ({step.tool}) failed: {message}")
                 states[step.id] = StepState(status="error", error=message)
             else:
-                self._record(run, index, step, "succeeded", attempts, output, None, started)
+                run = self._record(run, index, step, "succeeded", attempts, output, None, started)
                 self._quietly("step", principal, gateway, run, step=step.id, status="succeeded", tool=step.tool)
                 states[step.id] = StepState(output=output)
-            run = self._advance(run, index)
         try:
             outputs = skill_outputs(skill, run.inputs, states)
         except SkillTemplateError as exc:
@@ -253,10 +251,13 @@ class SkillRunner:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _record(self, run: RunRecord, index: int, step: Step, status: Any, attempts: int, output: Any,
-                error: str | None, started: float) -> None:
-        self._runs.put_step(StepRecord(run_id=run.id, index=index, step_id=step.id, tool=step.tool, status=status,
-                                       attempts=attempts, output=output, error=error, started_at=started,
-                                       finished_at=self._clock()))
+                error: str | None, started: float) -> RunRecord:
+        """Store the finished step and move the run past it, in one write."""
+        advanced = msgspec.structs.replace(run, next_step=index + 1, updated_at=self._clock())
+        self._runs.finish_step(StepRecord(run_id=run.id, index=index, step_id=step.id, tool=step.tool, status=status,
+                                          attempts=attempts, output=output, error=error, started_at=started,
+                                          finished_at=self._clock()), advanced)
+        return advanced
 
     def _quietly(self, what: str, principal: Principal, gateway: str, run: RunRecord, **details: Any) -> None:
         """Run and step *outcomes* come after their effects: a trail that refuses them is logged, the
@@ -265,11 +266,6 @@ class SkillRunner:
             self._note(what, principal, gateway, run, **details)
         except AuditUnavailableError as exc:
             log.error("could not audit skill run %s: %s", run.id, exc.message)
-
-    def _advance(self, run: RunRecord, index: int) -> RunRecord:
-        run = msgspec.structs.replace(run, next_step=index + 1, updated_at=self._clock())
-        self._runs.put_run(run)
-        return run
 
     def _fail(self, principal: Principal, gateway: str, run: RunRecord, message: str) -> types.CallToolResult:
         self._runs.put_run(msgspec.structs.replace(run, status="failed", error=message, updated_at=self._clock()))

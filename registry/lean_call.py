@@ -5,7 +5,8 @@ envelope, the dispatcher, SSE framing) costs milliseconds per message. For a pla
 module parses only what the decision needs (msgspec), calls the one choke point,
 ``Executor.call`` -- the same decision, audit and vault as every other path -- and writes the
 JSON-RPC response itself. Anything it is not sure about returns ``None`` and goes the SDK's way:
-skills, mismatched headers, unknown or foreign sessions, other methods. Both eras:
+mismatched headers, unknown or foreign sessions, skills whose caller wants progress
+notifications (those need the SDK's event stream), other methods. Both eras:
 
 - 2026-07-28 (stateless): the request's ``MCP-Protocol-Version`` is a modern version and equals
   its ``_meta`` protocol version; the result carries ``resultType`` and our ``serverInfo``.
@@ -15,7 +16,7 @@ skills, mismatched headers, unknown or foreign sessions, other methods. Both era
 
 from __future__ import annotations
 
-from collections.abc import MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 import mcp.types as types
@@ -24,9 +25,8 @@ from mcp import UrlElicitationRequiredError
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser, authorization_context
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSIONS
 
-from executor.call import Executor
 from executor.errors import AccessDeniedError, ToolUnavailableError
-from executor.principal import Principal
+from executor.skill_runner import SkillInputError, SkillPaused, SkillRunError
 from executor.vault import AuthorizationRequired
 
 ACCESS_DENIED = -32003
@@ -81,29 +81,31 @@ def era(scope: MutableMapping[str, Any], request: CallRequest, sessions: Any, us
     return None
 
 
-async def answer(executor: Executor, principal: Principal, gateway: str, request: CallRequest, kind: str,
-                 server_info: dict[str, Any]) -> bytes:
-    """The JSON-RPC response body for one tools/call, made through ``Executor.call``."""
-    assert request.params is not None and request.tool is not None
+async def answer(call: Callable[[dict[str, Any]], Awaitable[types.CallToolResult]], request: CallRequest,
+                 kind: str, server_info: dict[str, Any]) -> bytes:
+    """The JSON-RPC response body for one tools/call. ``call`` runs it with the arguments: a tool
+    through ``Executor.call``, or a skill through its runner (whose steps go through it too)."""
+    assert request.params is not None
     arguments = request.params.get("arguments") or {}
     try:
         if not isinstance(arguments, dict):
             raise ToolUnavailableError("`arguments` must be an object")
-        result = await executor.call(principal, gateway, request.tool, arguments)
+        result = await call(arguments)
         payload = result.model_dump(by_alias=True, exclude_none=True, mode="json")
-    except ToolUnavailableError as exc:
+    except (ToolUnavailableError, SkillInputError, SkillRunError) as exc:
         return _error(request, types.INVALID_PARAMS, exc.message)
     except AccessDeniedError as exc:
         return _error(request, ACCESS_DENIED, exc.message, {"reason": exc.reason, "side": exc.side,
                                                             "missing_scopes": list(exc.missing_scopes)})
-    except AuthorizationRequired as exc:
+    except (AuthorizationRequired, SkillPaused) as exc:
+        needed = exc.request if isinstance(exc, SkillPaused) else exc
         if kind == "legacy":
             error = UrlElicitationRequiredError([types.ElicitRequestURLParams(
-                message=exc.message, url=exc.url, elicitation_id=exc.flow_id)], exc.message).error
+                message=exc.message, url=needed.url, elicitation_id=needed.flow_id)], exc.message).error
             return _error(request, error.code, error.message, error.data)
-        request_for = types.ElicitRequest(params=types.ElicitRequestURLParams(message=exc.message, url=exc.url))
-        payload = types.InputRequiredResult(input_requests={f"connect-{exc.provider}": request_for},
-                                            request_state=exc.flow_id).model_dump(
+        request_for = types.ElicitRequest(params=types.ElicitRequestURLParams(message=exc.message, url=needed.url))
+        payload = types.InputRequiredResult(input_requests={f"connect-{needed.provider}": request_for},
+                                            request_state=needed.flow_id).model_dump(
             by_alias=True, exclude_none=True, mode="json")
     meta = payload.pop("_meta", None)
     if isinstance(meta, dict):
@@ -115,6 +117,11 @@ async def answer(executor: Executor, principal: Principal, gateway: str, request
         if meta:
             payload["_meta"] = meta
     return _encode({"jsonrpc": "2.0", "id": request.id, "result": payload})
+
+
+def wants_progress(request: CallRequest) -> bool:
+    meta = (request.params or {}).get("_meta")
+    return isinstance(meta, dict) and "progressToken" in meta
 
 
 def _error(request: CallRequest, code: int, message: str, data: Any = None) -> bytes:

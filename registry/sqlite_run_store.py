@@ -41,12 +41,21 @@ class SQLiteRunStore:
 
     def put_run(self, run: RunRecord) -> None:
         with self._writing() as db:
-            db.execute("DELETE FROM runs WHERE id = ?", [run.id])
-            db.execute(f"INSERT INTO runs ({_RUN_COLUMNS}) VALUES ({', '.join('?' * 16)})", [
-                run.id, run.skill, run.version, run.digest, run.gateway, run.agent, run.issuer, run.subject,
-                run.inputs_digest, _json.encode(run.inputs).decode(), run.status, run.next_step,
-                None if run.outputs is None else _json.encode(run.outputs).decode(), run.error, run.created_at,
-                run.updated_at])
+            self._put_run(db, run)
+
+    def finish_step(self, step: StepRecord, run: RunRecord) -> None:
+        with self._writing() as db:
+            self._put_step(db, step)
+            self._put_run(db, run)
+
+    @staticmethod
+    def _put_run(db: Database, run: RunRecord) -> None:
+        db.execute("DELETE FROM runs WHERE id = ?", [run.id])
+        db.execute(f"INSERT INTO runs ({_RUN_COLUMNS}) VALUES ({', '.join('?' * 16)})", [
+            run.id, run.skill, run.version, run.digest, run.gateway, run.agent, run.issuer, run.subject,
+            run.inputs_digest, _json.encode(run.inputs).decode(), run.status, run.next_step,
+            None if run.outputs is None else _json.encode(run.outputs).decode(), run.error, run.created_at,
+            run.updated_at])
 
     def get_run(self, run_id: str) -> RunRecord | None:
         with self._reading() as db:
@@ -70,11 +79,15 @@ class SQLiteRunStore:
 
     def put_step(self, step: StepRecord) -> None:
         with self._writing() as db:
-            db.execute("DELETE FROM run_steps WHERE run_id = ? AND step_index = ?", [step.run_id, step.index])
-            db.execute(f"INSERT INTO run_steps ({_STEP_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [
-                step.run_id, step.index, step.step_id, step.tool, step.status, step.attempts,
-                None if step.output is None else _json.encode(step.output).decode(), step.error, step.started_at,
-                step.finished_at])
+            self._put_step(db, step)
+
+    @staticmethod
+    def _put_step(db: Database, step: StepRecord) -> None:
+        db.execute("DELETE FROM run_steps WHERE run_id = ? AND step_index = ?", [step.run_id, step.index])
+        db.execute(f"INSERT INTO run_steps ({_STEP_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [
+            step.run_id, step.index, step.step_id, step.tool, step.status, step.attempts,
+            None if step.output is None else _json.encode(step.output).decode(), step.error, step.started_at,
+            step.finished_at])
 
     def run_steps(self, run_id: str) -> list[StepRecord]:
         with self._reading() as db:

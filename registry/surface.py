@@ -42,7 +42,7 @@ from executor.skill_runner import SkillInputError, SkillPaused, SkillRunError, S
 from executor.vault import AuthorizationRequired
 from registry.agent_skills import render_skill_md
 from registry.catalog import Catalog, decode_cursor, encode_cursor
-from registry.lean_call import CallRequest, answer, decode_request, era
+from registry.lean_call import CallRequest, answer, decode_request, era, wants_progress
 from registry.skill_registry import SkillVersion
 from registry.skill_surface import (
     EXTENSION,
@@ -253,12 +253,17 @@ class McpSurface:
             if request is not None and tool is not None:
                 if await self._step_up(scope, send, principal, gateway, resource, tool, request):
                     return
-                kind = None if tool.startswith(TOOL_PREFIX) else era(scope, request, self.sessions, user)
+                skill = tool.startswith(TOOL_PREFIX)
+                kind = None if skill and wants_progress(request) else era(scope, request, self.sessions, user)
                 if kind is not None and await self._security.validate_request(Request(scope), is_post=True):
                     kind = None  # Host, Origin or Content-Type refused: the SDK answers with the reason
                 if kind is not None:
-                    payload = await answer(self.executor, principal, gateway, request, kind,
-                                           self.server.server_info_stamp)
+                    async def call(arguments: dict[str, Any]) -> types.CallToolResult:
+                        if skill:
+                            return await self._run_skill(principal, gateway, tool, arguments)
+                        return await self.executor.call(principal, gateway, tool, arguments)
+
+                    payload = await answer(call, request, kind, self.server.server_info_stamp)
                     await _json_bytes(200, payload)(scope, receive, send)
                     return
         scope[SCOPE_KEY] = (principal, gateway)
@@ -323,7 +328,7 @@ class McpSurface:
         principal, gateway = _caller(ctx)
         try:
             if params.name.startswith(TOOL_PREFIX) and self.runner is not None:
-                return await self._run_skill(ctx, principal, gateway, params)
+                return await self._run_skill(principal, gateway, params.name, dict(params.arguments or {}), ctx)
             return await self.executor.call(principal, gateway, params.name, dict(params.arguments or {}))
         except AuthorizationRequired as exc:
             return authorization_request(ctx.protocol_version, exc)
@@ -337,23 +342,22 @@ class McpSurface:
 
     # -- skills ------------------------------------------------------------------------------------
 
-    async def _run_skill(self, ctx: ServerRequestContext[Any, Any], principal: Principal, gateway: str,
-                         params: types.CallToolRequestParams) -> types.CallToolResult:
-        assert self.runner is not None
+    async def _run_skill(self, principal: Principal, gateway: str, name: str, arguments: dict[str, Any],
+                         ctx: ServerRequestContext[Any, Any] | None = None) -> types.CallToolResult:
         # Exposed here? Then the runner's preflight says precisely what (if anything) is missing.
-        version = self.catalog.current().exposed_skill(gateway, params.name.removeprefix(TOOL_PREFIX))
-        if version is None:
-            raise ToolUnavailableError(f"tool `{params.name}` is not available on this gateway; list the "
+        version = self.catalog.current().exposed_skill(gateway, name.removeprefix(TOOL_PREFIX))
+        if version is None or self.runner is None:
+            raise ToolUnavailableError(f"tool `{name}` is not available on this gateway; list the "
                                        "gateway's tools to see what you may call")
-        token = ctx.meta.get("progress_token") if ctx.meta is not None else None
+        token = ctx.meta.get("progress_token") if ctx is not None and ctx.meta is not None else None
 
         async def progress(done: float, total: float, message: str) -> None:
-            if token is not None:
+            if token is not None and ctx is not None:
                 with contextlib.suppress(Exception):  # a client that cannot take notifications still gets its result
                     await ctx.session.send_progress_notification(token, done, total, message)
 
-        return await self.runner.run(principal, gateway, version.skill, version.digest,
-                                     dict(params.arguments or {}), progress=progress)
+        return await self.runner.run(principal, gateway, version.skill, version.digest, arguments,
+                                     progress=progress)
 
     def _visible(self, ctx: ServerRequestContext[Any, Any]) -> list[SkillVersion]:
         principal, gateway = _caller(ctx)
