@@ -90,7 +90,8 @@ async def _no_body() -> Message:
     return {"type": "http.disconnect"}
 
 
-async def _read_body(receive: Receive) -> bytes:
+async def _read_body(receive: Receive) -> bytes | None:
+    """The whole request body, or None when it is larger than ``MAX_BODY``."""
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -99,7 +100,9 @@ async def _read_body(receive: Receive) -> bytes:
             break
         chunks.append(message.get("body", b""))
         size += len(chunks[-1])
-        if size > MAX_BODY or not message.get("more_body"):
+        if size > MAX_BODY:
+            return None
+        if not message.get("more_body"):
             break
     return b"".join(chunks)
 
@@ -244,6 +247,10 @@ class McpSurface:
             claims={"iss": principal.user.issuer}))
         if scope["method"] == "POST":
             body = await _read_body(receive)
+            if body is None:
+                await _json_response(413, {"error": "request_too_large", "error_description":
+                                           f"the request body is over {MAX_BODY} bytes"})(scope, receive, send)
+                return
             receive = _replaying(body, receive)
             try:
                 request = decode_request(body)

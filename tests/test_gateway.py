@@ -285,3 +285,13 @@ async def test_third_party_npm_upstream_over_stdio(issuer: TestIssuer, tmp_path:
                 assert "everything.echo" in names
                 r = await c.call_tool("everything.echo", {"message": "from stdio"})
                 assert "from stdio" in r.content[0].text  # type: ignore[union-attr]
+
+
+async def test_an_oversized_request_is_refused_clearly(gw: Gateway, issuer: TestIssuer) -> None:
+    body = b'{"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "up.echo", "arguments": {"text": "'
+    body += b"x" * (5 * 1024 * 1024) + b'"}}}'
+    async with httpx2.AsyncClient(timeout=30) as http:
+        r = await http.post(gw.url(), content=body, headers={
+            "Authorization": f"Bearer {token(issuer, gw)}", "Content-Type": "application/json",
+            "Accept": "application/json, text/event-stream", "MCP-Protocol-Version": "2025-11-25"})
+    assert r.status_code == 413 and r.json()["error"] == "request_too_large"
