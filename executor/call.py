@@ -40,6 +40,8 @@ from executor.vault import AuthorizationRequired, Vault
 
 log = logging.getLogger(__name__)
 
+UPSTREAM_IDENTITY = "io.modelcontextprotocol/serverInfo"
+
 
 class _Snapshot(Protocol):
     # Structural view of registry.catalog.Snapshot, so executor does not import registry.
@@ -132,6 +134,10 @@ class Executor:
             self._finished(pending, started, "cancelled" if cancelled else "error", getattr(exc, "code", None))
             raise
         self._finished(pending, started, "tool_error" if result.is_error else "success")
+        if result.meta and UPSTREAM_IDENTITY in result.meta:
+            # The upstream's serverInfo stamp is not ours to relay: the agent talks to Interlock.
+            result = result.model_copy(update={"meta": {k: v for k, v in result.meta.items()
+                                                        if k != UPSTREAM_IDENTITY} or None})
         return result
 
     def refuse(self, principal: Principal, gateway: str, tool: str, arguments: dict[str, Any]) -> Decision:

@@ -66,6 +66,8 @@ async def test_agent_calls_a_tool_and_gets_text_and_structured_content(
         structured = await c.call_tool("up.structured", {"n": 7})
     assert echoed.is_error is False
     assert echoed.content[0].text == f"hi {mode}"  # type: ignore[union-attr]
+    # the agent talks to Interlock: the upstream's identity is never relayed
+    assert "primary" not in str(echoed.meta) and "test-upstream" not in str(echoed.meta)
     assert structured.structured_content == {"n": 7, "square": 49, "parity": "odd", "label": "#7"}
 
 
