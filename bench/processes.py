@@ -20,6 +20,8 @@ from typing import Any
 import httpx2
 import yaml
 
+from examples.processes import stop
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -64,12 +66,7 @@ def running(name: str, argv: Sequence[str], log: Path, *, cwd: Path = ROOT) -> I
         try:
             yield Process(name, proc, log)
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop(proc)
 
 
 def wait_until(process: Process, url: str, timeout: float) -> float:

@@ -40,6 +40,7 @@ from mcp import Client, MCPError, UrlElicitationRequiredError
 from mcp.client.streamable_http import streamable_http_client
 
 from examples.demo_mail import run as demo_mail
+from examples.processes import stop
 from examples.scripted_user import browse
 from executor.idp.passwords import hash_password
 from executor.sealing import new_key_line
@@ -116,12 +117,7 @@ def stage(workdir: Path, *, agents: tuple[str, ...] = (AGENT,), access_token_ttl
             _wait_healthy(gateway, proc, workdir / "gateway.log")
             yield Stage(workdir, gateway, mail, env)
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop(proc)
             log.close()
 
 

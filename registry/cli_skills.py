@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import msgspec
@@ -20,17 +22,19 @@ from registry.sqlite_store import open_store
 from registry.store import Store
 
 
-def _store(args: argparse.Namespace) -> Store:
-    return open_store(args.db or "interlock.db")
+@contextmanager
+def _store(args: argparse.Namespace) -> Iterator[Store]:
+    store = open_store(args.db or "interlock.db")
+    try:
+        yield store
+    finally:
+        store.close()
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    store = _store(args)
-    try:
+    with _store(args) as store:
         known = None if args.offline else skill_registry.known_tools_from_store(store)
         problems = validate_paths(args.paths, known_tools=known)
-    finally:
-        store.close()
     for problem in problems:
         print(problem, file=sys.stderr)
     if problems:
@@ -41,8 +45,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
-    store = _store(args)
-    try:
+    with _store(args) as store:
         for path in args.paths:
             try:
                 version = skill_registry.publish(store, path)
@@ -52,17 +55,12 @@ def cmd_publish(args: argparse.Namespace) -> int:
                 return 1
             verb = "published" if version.created else "unchanged"
             print(f"{verb} {version.name}@{version.version} {version.digest[:19]}")
-    finally:
-        store.close()
     return 0
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    store = _store(args)
-    try:
+    with _store(args) as store:
         found = skill_registry.list_skills(store, include_yanked=args.all)
-    finally:
-        store.close()
     from registry.cli import _table
 
     _table([[v.name, v.version, "yanked" if v.yanked else "", v.skill.description[:60]] for v in found],
@@ -71,41 +69,29 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    store = _store(args)
-    try:
+    with _store(args) as store:
         version = skill_registry.show(store, args.name, args.version)
-    finally:
-        store.close()
     print(agent_skills.render_skill_md(version) if args.markdown else version.source)
     return 0
 
 
 def cmd_versions(args: argparse.Namespace) -> int:
-    store = _store(args)
-    try:
+    with _store(args) as store:
         for v in skill_registry.versions(store, args.name):
             print(f"{v.version}  {v.digest[:19]}  {v.published_at}  {'yanked ' + v.yanked_at if v.yanked_at else ''}")
-    finally:
-        store.close()
     return 0
 
 
 def cmd_yank(args: argparse.Namespace) -> int:
-    store = _store(args)
-    try:
+    with _store(args) as store:
         v = skill_registry.yank(store, args.name, args.version)
         print(f"yanked {v.name}@{v.version}")
-    finally:
-        store.close()
     return 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    store = _store(args)
-    try:
+    with _store(args) as store:
         print(agent_skills.export_skill(skill_registry.show(store, args.name, args.version), args.folder))
-    finally:
-        store.close()
     return 0
 
 
@@ -115,11 +101,8 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def cmd_runs_list(args: argparse.Namespace) -> int:
-    store = _store(args)
-    try:
+    with _store(args) as store:
         runs = store.list_runs(limit=args.limit)
-    finally:
-        store.close()
     from registry.cli import _table
 
     _table([[r.id, f"{r.skill}@{r.version}", r.status, f"{r.issuer}#{r.subject}", r.agent, (r.error or "")[:60]]
@@ -128,14 +111,11 @@ def cmd_runs_list(args: argparse.Namespace) -> int:
 
 
 def cmd_runs_show(args: argparse.Namespace) -> int:
-    store = _store(args)
-    try:
+    with _store(args) as store:
         run = store.get_run(args.run)
         if run is None:
             raise InterlockError(f"no run `{args.run}`; see `interlock runs list`")
         steps = store.run_steps(run.id)
-    finally:
-        store.close()
     print(msgspec.json.format(msgspec.json.encode({"run": run, "steps": steps})).decode())
     return 0
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -69,3 +70,16 @@ def test_serve_without_config_runs_the_default_gateway(tmp_path: Path) -> None:
     assert prm.json()["resource"] == f"http://127.0.0.1:{port}/mcp/default"
     assert unauthenticated.status_code == 401
     assert (tmp_path / "interlock.db").exists()
+
+
+def test_skills_validate_prints_positions_and_exits_1_on_invalid_input(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: Bad_Name\nversion: one\ndescription: x\nsteps:\n  - id: a\n    tool: up.echo\n"
+                   "  - id: a\n    tool: up.echo\n    with: {text: '{{ steps.zz.output }}'}\n")
+    result = run_cli(tmp_path, "skills", "validate", "--offline", str(bad), check=False)
+    assert result.returncode == 1
+    problems = [line for line in result.stderr.splitlines() if line.startswith(str(bad))]
+    assert len(problems) >= 4
+    assert all(re.match(rf"{re.escape(str(bad))}:\d+:\d+: ", p) for p in problems)
+    good = run_cli(tmp_path, "skills", "validate", "--offline", str(Path(__file__).parents[1] / "skills"))
+    assert good.returncode == 0

@@ -25,6 +25,7 @@ from typing import IO, Any
 import httpx2
 
 from examples.demo_mail.settings import DEFAULT_ACCESS_TOKEN_TTL, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, HOST
+from examples.processes import stop
 
 _PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 """The directory that holds ``examples/``, put on the child's PYTHONPATH."""
@@ -164,10 +165,5 @@ def start(
                 redirect_uris=tuple(redirect_uris), proc=proc, _http=http,
             )
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
         log.close()

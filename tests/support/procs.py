@@ -11,6 +11,8 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+from examples.processes import stop
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -49,12 +51,7 @@ def running(
         wait_for_port(port, proc, timeout)
         yield proc
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
         if proc.stdout:
             proc.stdout.close()
 
