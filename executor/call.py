@@ -1,6 +1,6 @@
 """``Executor.call``: the one choke point through which every tool is invoked.
 
-Direct agent calls and (later) every skill step enter here. The path of one call:
+Direct agent calls (both lean and SDK paths) and every skill step enter here. The path of one call:
 
     decision  = snapshot.decide(principal, gateway, tool)   agent ∩ user ∩ scopes ∩ blessed ∩ ¬deny
     audit.call_decided(...)                                 decision (+ intent when allowed), one transaction;

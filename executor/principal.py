@@ -22,7 +22,7 @@ class User:
 @dataclass(frozen=True, slots=True)
 class Principal:
     agent: str
-    """The OAuth client acting: ``client_id`` / ``azp`` (later: ``act.sub``)."""
+    """The agent acting: the outermost `act.sub` of a delegated token, else `client_id` / `azp` (by preset)."""
     user: User
     scopes: frozenset[str]
     permissions: frozenset[str] = frozenset()
