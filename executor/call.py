@@ -43,15 +43,8 @@ log = logging.getLogger(__name__)
 UPSTREAM_IDENTITY = "io.modelcontextprotocol/serverInfo"
 
 
-class _Snapshot(Protocol):
-    # Structural view of registry.catalog.Snapshot, so executor does not import registry.
-    servers: Any
-    tools: Any
-
-    def decide(self, principal: Principal, gateway: str, tool: str) -> Any: ...
-
-
 class _Catalog(Protocol):
+    # Structural view of registry.catalog.Catalog, so executor does not import registry.
     def current(self) -> Any: ...
 
 

@@ -30,6 +30,8 @@ from executor.skill_runner import SkillInputError, SkillPaused, SkillRunError
 from executor.vault import AuthorizationRequired
 
 ACCESS_DENIED = -32003
+"""JSON-RPC error for a call the agent may make in principle but not now (user side, rule, scope);
+`error.data` holds `reason`, `side` and `missing_scopes`. Unknown and ungranted tools answer -32602."""
 PROTOCOL_META = "io.modelcontextprotocol/protocolVersion"
 SERVER_INFO_META = "io.modelcontextprotocol/serverInfo"
 _encode = msgspec.json.Encoder().encode
@@ -59,7 +61,8 @@ def _header(scope: MutableMapping[str, Any], name: bytes) -> str | None:
     return None
 
 
-def era(scope: MutableMapping[str, Any], request: CallRequest, sessions: Any, user: AuthenticatedUser) -> str | None:
+def era(scope: MutableMapping[str, Any], request: CallRequest, sessions: Any,
+        user: Callable[[], AuthenticatedUser]) -> str | None:
     """`modern`, `legacy`, or None when the SDK should answer this request itself."""
     if request.jsonrpc != "2.0" or request.id is None or request.params is None:
         return None
@@ -76,7 +79,7 @@ def era(scope: MutableMapping[str, Any], request: CallRequest, sessions: Any, us
         # later SDK renames them, every call simply takes the SDK's path.
         live = getattr(sessions, "_server_instances", {})
         owners = getattr(sessions, "_session_owners", {})
-        if session in live and owners.get(session) == authorization_context(user):
+        if session in live and owners.get(session) == authorization_context(user()):
             return "legacy"
     return None
 
@@ -95,8 +98,7 @@ async def answer(call: Callable[[dict[str, Any]], Awaitable[types.CallToolResult
     except (ToolUnavailableError, SkillInputError, SkillRunError) as exc:
         return _error(request, types.INVALID_PARAMS, exc.message)
     except AccessDeniedError as exc:
-        return _error(request, ACCESS_DENIED, exc.message, {"reason": exc.reason, "side": exc.side,
-                                                            "missing_scopes": list(exc.missing_scopes)})
+        return _error(request, ACCESS_DENIED, exc.message, denial_data(exc))
     except (AuthorizationRequired, SkillPaused) as exc:
         needed = exc.request if isinstance(exc, SkillPaused) else exc
         if kind == "legacy":
@@ -117,6 +119,10 @@ async def answer(call: Callable[[dict[str, Any]], Awaitable[types.CallToolResult
         if meta:
             payload["_meta"] = meta
     return _encode({"jsonrpc": "2.0", "id": request.id, "result": payload})
+
+
+def denial_data(exc: AccessDeniedError) -> dict[str, Any]:
+    return {"reason": exc.reason, "side": exc.side, "missing_scopes": list(exc.missing_scopes)}
 
 
 def wants_progress(request: CallRequest) -> bool:

@@ -42,7 +42,7 @@ from executor.skill_runner import SkillInputError, SkillPaused, SkillRunError, S
 from executor.vault import AuthorizationRequired
 from registry.agent_skills import render_skill_md
 from registry.catalog import Catalog, decode_cursor, encode_cursor
-from registry.lean_call import CallRequest, answer, decode_request, era, wants_progress
+from registry.lean_call import ACCESS_DENIED, CallRequest, answer, decode_request, denial_data, era, wants_progress
 from registry.skill_registry import SkillVersion
 from registry.skill_surface import (
     EXTENSION,
@@ -65,9 +65,6 @@ log = logging.getLogger(__name__)
 PAGE_SIZE = 100
 MAX_BODY = 4 * 1024 * 1024
 SCOPE_KEY = "interlock.caller"
-ACCESS_DENIED = -32003
-"""JSON-RPC error for a call the agent may make in principle but not now (user side, rule, scope);
-`error.data` holds `reason` and `side`. Unknown and ungranted tools answer -32602 instead."""
 
 
 
@@ -75,15 +72,7 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
 
 
 def _json_response(status: int, body: dict[str, Any], headers: list[tuple[bytes, bytes]] | None = None) -> Any:
-    payload = msgspec.json.encode(body)
-
-    async def respond(scope: Scope, receive: Receive, send: Send) -> None:
-        await send({"type": "http.response.start", "status": status, "headers": [
-            (b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode()),
-            *(headers or [])]})
-        await send({"type": "http.response.body", "body": payload})
-
-    return respond
+    return _json_bytes(status, msgspec.json.encode(body), headers)
 
 
 async def _no_body() -> Message:
@@ -121,10 +110,11 @@ def _replaying(body: bytes, receive: Receive) -> Receive:
     return replay
 
 
-def _json_bytes(status: int, payload: bytes) -> Any:
+def _json_bytes(status: int, payload: bytes, headers: list[tuple[bytes, bytes]] | None = None) -> Any:
     async def respond(scope: Scope, receive: Receive, send: Send) -> None:
         await send({"type": "http.response.start", "status": status, "headers": [
-            (b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]})
+            (b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode()),
+            *(headers or [])]})
         await send({"type": "http.response.body", "body": payload})
 
     return respond
@@ -241,10 +231,12 @@ class McpSurface:
                                  [(b"www-authenticate", challenge.encode())])(scope, receive, send)
             return
         # Sessions are bound to (client, issuer, subject): a session id alone never proves who you are.
-        user = AuthenticatedUser(AccessToken(
-            token=hashlib.sha256(token.encode()).hexdigest(), client_id=principal.agent,
-            scopes=sorted(principal.scopes), subject=principal.user.subject,
-            claims={"iss": principal.user.issuer}))
+        # Built only when a session is involved (the SDK path, or a 2025 call on the lean one).
+        def user() -> AuthenticatedUser:
+            return AuthenticatedUser(AccessToken(
+                token=hashlib.sha256(token.encode()).hexdigest(), client_id=principal.agent,
+                scopes=sorted(principal.scopes), subject=principal.user.subject,
+                claims={"iss": principal.user.issuer}))
         if scope["method"] == "POST":
             body = await _read_body(receive)
             if body is None:
@@ -274,7 +266,7 @@ class McpSurface:
                     await _json_bytes(200, payload)(scope, receive, send)
                     return
         scope[SCOPE_KEY] = (principal, gateway)
-        scope["user"] = user
+        scope["user"] = user()
         await self.sessions.handle_request(scope, receive, send)
 
     async def _step_up(self, scope: Scope, send: Send, principal: Principal, gateway: str, resource: str,
@@ -344,8 +336,7 @@ class McpSurface:
         except (ToolUnavailableError, SkillInputError, SkillRunError) as exc:
             raise MCPError(types.INVALID_PARAMS, exc.message) from None
         except AccessDeniedError as exc:
-            raise MCPError(ACCESS_DENIED, exc.message, {"reason": exc.reason, "side": exc.side,
-                                                        "missing_scopes": list(exc.missing_scopes)}) from None
+            raise MCPError(ACCESS_DENIED, exc.message, denial_data(exc)) from None
 
     # -- skills ------------------------------------------------------------------------------------
 
